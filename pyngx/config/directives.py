@@ -1,0 +1,354 @@
+"""DIRECTIVES: the table that gives every directive its meaning.
+
+Owns: one ``DirectiveSpec`` per supported directive (contexts, arity,
+value parser, default, inheritance, nginx syntax line) and
+``NGINX_DIRECTIVES``, the nginx directives pyngx knows of but does not
+support yet (they fail with ``is not supported by pyngx``, distinct from
+``unknown directive``).
+
+Input: none (data). Output: the tables; build.py walks them.
+Must not: walk config trees (build.py) or do I/O.
+
+Source: nginx's module command tables (ngx_command_t), e.g.
+src/http/modules/ngx_http_proxy_module.c, ngx_http_proxy_commands.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pyngx.config.values import (
+    is_status,
+    parse_flag,
+    parse_int,
+    parse_listen,
+    parse_proxy_pass,
+    parse_time,
+)
+from pyngx.errors import ConfigValueError
+from pyngx.variables import Template
+
+MAIN, EVENTS, HTTP, SERVER, LOCATION = "main", "events", "http", "server", "location"
+HSL = frozenset({HTTP, SERVER, LOCATION})
+
+
+class SetterScope(Protocol):
+    """What a setter may read about the block it is in."""
+
+    ctx: str
+
+    @property
+    def captures(self) -> frozenset[str]: ...
+
+    def log_format(self, name: str) -> str | None: ...
+
+
+Setter = Callable[[tuple[str, ...], Any, SetterScope], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DirectiveSpec:
+    """One row of the directive table.
+
+    Attributes:
+        name: the directive's name.
+        contexts: where it may appear (main, events, http, server, location).
+        arity: (min, max) number of arguments; max None means unbounded.
+        syntax: nginx's syntax line, e.g. ``proxy_read_timeout time;``.
+        default: the value when unset everywhere (already typed).
+        default_doc: nginx's "Default:" line, for docs.
+        setter: (args, previous value, scope) -> new value; None for blocks.
+        block: the directive takes a ``{}`` block.
+        multi: may repeat in one block (else ``is duplicate``).
+        inherit: an inner level without it takes the outer level's value.
+        level: where the value lives: main, events, server, or loc
+            (loc values merge http -> server -> location).
+        source: the nginx module documenting it.
+        differs: a documented difference from nginx, or "".
+    """
+
+    name: str
+    contexts: frozenset[str]
+    arity: tuple[int, int | None]
+    syntax: str
+    default: Any = None
+    default_doc: str = "—"
+    setter: Setter | None = None
+    block: bool = False
+    multi: bool = False
+    inherit: bool = True
+    level: str = "loc"
+    source: str = "ngx_http_core_module"
+    differs: str = ""
+
+    @property
+    def field(self) -> str:
+        """The conf field that stores the value (``return`` -> ``return_``)."""
+        return "return_" if self.name == "return" else self.name
+
+
+# --- setters -----------------------------------------------------------------
+
+
+def set_time(name: str) -> Setter:
+    """Setter for ``NAME time;`` (float seconds)."""
+    return lambda args, old, scope: parse_time(args[0], name)
+
+
+def set_flag(name: str) -> Setter:
+    """Setter for ``NAME on|off;``."""
+    return lambda args, old, scope: parse_flag(args[0], name)
+
+
+def set_num(name: str) -> Setter:
+    """Setter for ``NAME number;``."""
+    return lambda args, old, scope: parse_int(args[0], name)
+
+
+def set_str(args: tuple[str, ...], old: Any, scope: SetterScope) -> str:
+    """Setter for ``NAME string;``."""
+    return args[0]
+
+
+def set_listen(args: tuple[str, ...], old: Any, scope: SetterScope) -> tuple[Any, ...]:
+    """Append one ``listen`` (nginx: ngx_http_core_module, listen)."""
+    return (*(old or ()), parse_listen(args))
+
+
+def set_server_name(args: tuple[str, ...], old: Any, scope: SetterScope) -> tuple[str, ...]:
+    """Append names of ``server_name`` (nginx: ngx_http_core_module, server_name).
+
+    Raises:
+        ConfigValueError: ``invalid server name or wildcard "a*b"``.
+    """
+    names = list(old or ())
+    for name in args:
+        if not name.startswith("~"):
+            name = name.lower()
+            stars = name.count("*")
+            ok = stars == 0 or (stars == 1 and (name.startswith("*.") or name.endswith(".*")))
+            if not ok or name in (".", "*"):
+                raise ConfigValueError(f'invalid server name or wildcard "{name}"')
+        names.append(name)
+    return tuple(names)
+
+
+def set_proxy_pass(args: tuple[str, ...], old: Any, scope: SetterScope) -> Any:
+    """``proxy_pass URL`` (nginx: ngx_http_proxy_module, proxy_pass).
+
+    Raises:
+        ConfigValueError: invalid URL; variables in the URL (not supported yet).
+    """
+    if "$" in args[0]:
+        raise ConfigValueError('variables in "proxy_pass" are not supported by pyngx yet')
+    return parse_proxy_pass(args[0])
+
+
+def set_proxy_set_header(args: tuple[str, ...], old: Any, scope: SetterScope) -> tuple[tuple[str, Template], ...]:
+    """Append ``proxy_set_header field value`` (ngx_http_proxy_module)."""
+    return (*(old or ()), (args[0], Template(args[1], scope.captures)))
+
+
+_REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+
+
+def set_return(args: tuple[str, ...], old: Any, scope: SetterScope) -> Any:
+    """``return code [text]; return code URL; return URL;`` (ngx_http_rewrite_module).
+
+    Returns:
+        A ``Return``; when several are given the first one acts, as in nginx.
+
+    Raises:
+        ConfigValueError: ``invalid return code "X"``.
+    """
+    from pyngx.config.model import Return
+
+    first = args[0]
+    if len(args) == 1 and not first.isdigit():
+        if not first.startswith(("http://", "https://", "$scheme")):
+            raise ConfigValueError(f'invalid return code "{first}"')
+        ret = Return(302, Template(first, scope.captures))
+    else:
+        if not is_status(first, 0, 999):
+            raise ConfigValueError(f'invalid return code "{first}"')
+        ret = Return(int(first), Template(args[1], scope.captures) if len(args) > 1 else None)
+    return old if old is not None else ret
+
+
+def set_access_log(args: tuple[str, ...], old: Any, scope: SetterScope) -> tuple[Any, ...]:
+    """``access_log path [format]`` / ``access_log off`` (ngx_http_log_module).
+
+    Raises:
+        ConfigValueError: ``unknown log format "X"``; buffer=, gzip, flush=, if= (not supported).
+    """
+    from pyngx.config.model import AccessLog
+
+    if args[0] == "off":
+        if len(args) > 1:
+            raise ConfigValueError('invalid parameter "%s"' % args[1])
+        return ()
+    fmt = args[1] if len(args) > 1 else "combined"
+    text = scope.log_format(fmt)
+    if text is None:
+        raise ConfigValueError(f'unknown log format "{fmt}"')
+    for extra in args[2:]:
+        raise ConfigValueError(f'the "{extra}" parameter of "access_log" is not supported by pyngx')
+    return (*(old or ()), AccessLog(args[0], fmt, Template(text)))
+
+
+_LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
+
+
+def set_error_log(args: tuple[str, ...], old: Any, scope: SetterScope) -> Any:
+    """``error_log file [level]`` (ngx_core_module). "stderr" is allowed.
+
+    Raises:
+        ConfigValueError: ``invalid log level "X"``.
+    """
+    from pyngx.config.model import ErrorLog
+
+    level = args[1] if len(args) > 1 else "error"
+    if level not in _LEVELS:
+        raise ConfigValueError(f'invalid log level "{level}"')
+    return ErrorLog(args[0], level)
+
+
+def set_worker_processes(args: tuple[str, ...], old: Any, scope: SetterScope) -> int:
+    """``worker_processes number | auto`` (ngx_core_module)."""
+    if args[0] == "auto":
+        return os.cpu_count() or 1
+    return parse_int(args[0], "worker_processes", minimum=1)
+
+
+def set_http_version(args: tuple[str, ...], old: Any, scope: SetterScope) -> str:
+    """``proxy_http_version 1.0 | 1.1``."""
+    if args[0] not in ("1.0", "1.1"):
+        raise ConfigValueError(f'invalid value "{args[0]}" in "proxy_http_version" directive, it must be "1.0" or "1.1"')
+    return args[0]
+
+
+def _spec(name: str, contexts: frozenset[str] | set[str], arity: tuple[int, int | None], syntax: str, **kw: Any) -> DirectiveSpec:
+    return DirectiveSpec(name, frozenset(contexts), arity, syntax, **kw)
+
+
+# --- the table -------------------------------------------------------------------
+
+_ROWS: list[DirectiveSpec] = [
+    # core (main context) -- nginx: ngx_core_module
+    _spec("worker_processes", {MAIN}, (1, 1), "worker_processes number | auto;", default=1, default_doc="1",
+          setter=set_worker_processes, level=MAIN, source="ngx_core_module"),
+    _spec("error_log", {MAIN, HTTP, SERVER, LOCATION}, (1, 2), "error_log file [level];", default=None,
+          default_doc="stderr error", setter=set_error_log, level=MAIN, multi=True, source="ngx_core_module",
+          differs="Default is stderr, not logs/error.log. Only the main-level error_log is used."),
+    _spec("pid", {MAIN}, (1, 1), "pid file;", default=None, default_doc="none", setter=set_str, level=MAIN,
+          source="ngx_core_module", differs="No pid file unless configured (nginx: logs/nginx.pid)."),
+    _spec("daemon", {MAIN}, (1, 1), "daemon on | off;", default=False, default_doc="off",
+          setter=set_flag("daemon"), level=MAIN, source="ngx_core_module",
+          differs="Default off: pyngx runs in the foreground (systemd Type=notify); nginx defaults to on."),
+    _spec("events", {MAIN}, (0, 0), "events { ... }", block=True, level=MAIN, source="ngx_core_module"),
+    _spec("worker_connections", {EVENTS}, (1, 1), "worker_connections number;", default=512, default_doc="512",
+          setter=set_num("worker_connections"), level=EVENTS, source="ngx_core_module",
+          differs="Accepted and stored; not enforced as a connection limit in 0.1."),
+    # http core -- nginx: ngx_http_core_module
+    _spec("http", {MAIN}, (0, 0), "http { ... }", block=True, level=MAIN),
+    _spec("server", {HTTP}, (0, 0), "server { ... }", block=True, multi=True, level=MAIN),
+    _spec("location", {SERVER, LOCATION}, (1, 2), "location [ = | ~ | ~* | ^~ ] uri { ... } | location @name { ... }",
+          block=True, multi=True, level=MAIN),
+    _spec("listen", {SERVER}, (1, None), "listen address[:port] [default_server] [backlog=number] [reuseport] [ipv6only=on|off];",
+          default=None, default_doc="*:80 | *:8000", setter=set_listen, multi=True, level=SERVER),
+    _spec("server_name", {SERVER}, (1, None), "server_name name ...;", default=("",), default_doc='""',
+          setter=set_server_name, multi=True, level=SERVER),
+    _spec("default_type", HSL, (1, 1), "default_type mime-type;", default="text/plain", default_doc="text/plain",
+          setter=set_str),
+    _spec("server_tokens", HSL, (1, 1), "server_tokens on | off;", default=True, default_doc="on",
+          setter=set_flag("server_tokens")),
+    # log -- nginx: ngx_http_log_module
+    _spec("access_log", HSL, (1, None), "access_log path [format] | off;", default=None,
+          default_doc="stdout combined", setter=set_access_log, multi=True, source="ngx_http_log_module",
+          differs="Default target is stdout, not logs/access.log; buffer=, gzip, flush=, if= are not supported."),
+    # rewrite -- nginx: ngx_http_rewrite_module
+    _spec("return", {SERVER, LOCATION}, (1, 2), "return code [text]; return code URL; return URL;", default=None,
+          setter=set_return, multi=True, inherit=False, source="ngx_http_rewrite_module"),
+    # proxy -- nginx: ngx_http_proxy_module
+    _spec("proxy_pass", {LOCATION}, (1, 1), "proxy_pass URL;", default=None, setter=set_proxy_pass,
+          inherit=False, source="ngx_http_proxy_module"),
+    _spec("proxy_set_header", HSL, (2, 2), "proxy_set_header field value;", default=(),
+          default_doc="Host $proxy_host; Connection close;", setter=set_proxy_set_header, multi=True,
+          source="ngx_http_proxy_module",
+          differs="Without proxy_http_version 1.0, pyngx keeps upstream connections alive instead of sending Connection: close."),
+    _spec("proxy_connect_timeout", HSL, (1, 1), "proxy_connect_timeout time;", default=60.0, default_doc="60s",
+          setter=set_time("proxy_connect_timeout"), source="ngx_http_proxy_module"),
+    _spec("proxy_read_timeout", HSL, (1, 1), "proxy_read_timeout time;", default=60.0, default_doc="60s",
+          setter=set_time("proxy_read_timeout"), source="ngx_http_proxy_module"),
+    _spec("proxy_send_timeout", HSL, (1, 1), "proxy_send_timeout time;", default=60.0, default_doc="60s",
+          setter=set_time("proxy_send_timeout"), source="ngx_http_proxy_module"),
+    _spec("proxy_http_version", HSL, (1, 1), "proxy_http_version 1.0 | 1.1;", default="1.1", default_doc="1.0",
+          setter=set_http_version, source="ngx_http_proxy_module",
+          differs="Default 1.1 with pooled keep-alive connections (nginx: 1.0, Connection: close)."),
+]
+
+#: name -> spec, for every directive pyngx supports.
+DIRECTIVES: dict[str, DirectiveSpec] = {row.name: row for row in _ROWS}
+
+#: Directives whose values live on LocationConf (merged http -> server -> location).
+LOC_FIELDS: tuple[DirectiveSpec, ...] = tuple(s for s in _ROWS if s.level == "loc")
+
+#: Built-in log formats (nginx: ngx_http_log_module, log_format).
+LOG_FORMATS: dict[str, str] = {
+    "combined": '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+    '"$http_referer" "$http_user_agent"',
+}
+
+#: nginx directives that pyngx knows but does not support yet.
+NGINX_DIRECTIVES: frozenset[str] = frozenset(
+    """
+    user worker_rlimit_nofile worker_priority worker_cpu_affinity worker_shutdown_timeout
+    working_directory env load_module lock_file master_process pcre_jit thread_pool timer_resolution
+    ssl_engine debug_points worker_rlimit_core google_perftools_profiles
+    use multi_accept accept_mutex accept_mutex_delay debug_connection worker_aio_requests
+    stream mail upstream map geo split_clients types include log_format open_log_file_cache
+    rewrite set if break rewrite_log uninitialized_variable_warn error_page add_header add_trailer
+    expires root alias index try_files autoindex autoindex_exact_size autoindex_format autoindex_localtime
+    client_max_body_size client_body_buffer_size client_body_timeout client_header_timeout
+    client_header_buffer_size large_client_header_buffers client_body_temp_path client_body_in_file_only
+    client_body_in_single_buffer keepalive_timeout keepalive_requests keepalive_time keepalive_disable
+    send_timeout sendfile sendfile_max_chunk tcp_nopush tcp_nodelay types_hash_max_size types_hash_bucket_size
+    server_names_hash_max_size server_names_hash_bucket_size variables_hash_max_size variables_hash_bucket_size
+    resolver resolver_timeout allow deny satisfy auth_basic auth_basic_user_file auth_request auth_request_set
+    charset charset_types source_charset override_charset gzip gzip_types gzip_comp_level gzip_min_length
+    gzip_proxied gzip_vary gzip_disable gzip_buffers gzip_http_version gzip_static gunzip
+    ssl_certificate ssl_certificate_key ssl_protocols ssl_ciphers ssl_prefer_server_ciphers ssl_session_cache
+    ssl_session_timeout ssl_session_tickets ssl_dhparam ssl_ecdh_curve ssl_stapling ssl_stapling_verify
+    ssl_trusted_certificate ssl_client_certificate ssl_verify_client ssl_verify_depth ssl_password_file
+    ssl_buffer_size ssl_early_data ssl_conf_command ssl_crl ssl http2 http3 quic spdy
+    proxy_redirect proxy_hide_header proxy_pass_header proxy_ignore_headers proxy_buffering proxy_buffers
+    proxy_buffer_size proxy_busy_buffers_size proxy_request_buffering proxy_intercept_errors
+    proxy_next_upstream proxy_next_upstream_tries proxy_next_upstream_timeout proxy_cache proxy_cache_path
+    proxy_cache_key proxy_cache_valid proxy_cache_bypass proxy_no_cache proxy_cache_use_stale
+    proxy_cache_lock proxy_cache_methods proxy_cache_min_uses proxy_cache_revalidate proxy_cache_background_update
+    proxy_temp_path proxy_max_temp_file_size proxy_temp_file_write_size proxy_ssl_verify proxy_ssl_server_name
+    proxy_ssl_name proxy_ssl_certificate proxy_ssl_certificate_key proxy_ssl_trusted_certificate
+    proxy_ssl_protocols proxy_ssl_ciphers proxy_ssl_session_reuse proxy_cookie_domain proxy_cookie_path
+    proxy_cookie_flags proxy_pass_request_headers proxy_pass_request_body proxy_set_body proxy_method
+    proxy_bind proxy_socket_keepalive proxy_headers_hash_max_size proxy_headers_hash_bucket_size
+    proxy_store proxy_store_access proxy_limit_rate proxy_force_ranges proxy_pass_trailers
+    fastcgi_pass fastcgi_param fastcgi_index uwsgi_pass uwsgi_param scgi_pass scgi_param grpc_pass memcached_pass
+    limit_req limit_req_zone limit_req_status limit_conn limit_conn_zone limit_conn_status limit_rate
+    limit_rate_after limit_except real_ip_header set_real_ip_from real_ip_recursive
+    internal recursive_error_pages server_name_in_redirect port_in_redirect absolute_redirect
+    msie_padding msie_refresh log_not_found log_subrequest merge_slashes underscores_in_headers
+    ignore_invalid_headers chunked_transfer_encoding etag if_modified_since max_ranges output_buffers
+    postpone_output reset_timedout_connection lingering_close lingering_time lingering_timeout
+    open_file_cache open_file_cache_errors open_file_cache_min_uses open_file_cache_valid
+    directio directio_alignment aio aio_write read_ahead disable_symlinks subrequest_output_buffer_size
+    sub_filter sub_filter_once sub_filter_types stub_status ssi ssi_types addition_types add_before_body
+    add_after_body empty_gif mirror mirror_request_body secure_link secure_link_md5 secure_link_secret
+    userid userid_domain userid_expires userid_name userid_path valid_referers referer_hash_max_size
+    hash ip_hash least_conn random keepalive zone sticky ntlm queue health_check resolve
+    http2_max_concurrent_streams http2_recv_buffer_size http2_chunk_size http2_push http2_push_preload
+    image_filter xslt_stylesheet perl dav_methods mp4 flv hls slice random_index
+    """.split()
+) - DIRECTIVES.keys()

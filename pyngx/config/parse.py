@@ -1,0 +1,241 @@
+"""Config text -> a tree of ``Directive`` nodes, with ``include`` expanded.
+
+Owns: the Lark grammar, turning Lark's errors into nginx's wording, quote
+and escape handling, and ``include`` (globs, relative to the directory of
+the main config file, as nginx resolves them against its conf prefix).
+
+Input: a path. Output: ``Parsed(directives, files)``.
+Must not: know any directive name other than ``include``, check contexts
+or arity of anything else (build.py owns meaning).
+
+Source: nginx src/core/ngx_conf_file.c (ngx_conf_read_token, ngx_conf_include).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from pyngx.errors import ConfigError
+
+GRAMMAR = Path(__file__).with_name("grammar.lark")
+
+#: include may nest this deep; deeper means a loop of includes.
+MAX_INCLUDE_DEPTH = 32
+
+# nginx turns these escapes into characters in every word; any other
+# backslash stays, so regexes like "\d" survive. (ngx_conf_read_token)
+_ESCAPES = {'"': '"', "'": "'", "\\": "\\", "t": "\t", "r": "\r", "n": "\n"}
+
+
+@dataclass(frozen=True, slots=True)
+class Directive:
+    """One directive as written: ``name args... ;`` or ``name args... { block }``.
+
+    Attributes:
+        name: the first word.
+        args: the remaining words, quotes removed and escapes applied.
+        block: the inner directives for a block directive, else None.
+        file: the config file it came from, as given to ``parse``.
+        line: 1-based line of the directive's first word.
+    """
+
+    name: str
+    args: tuple[str, ...]
+    block: tuple[Directive, ...] | None
+    file: str
+    line: int
+
+    def dump(self, indent: int = 0) -> str:
+        """Render the directive back to nginx syntax (used by ``pyngx -T``)."""
+        pad = "    " * indent
+        words = " ".join([self.name, *(_quote(a) for a in self.args)])
+        if self.block is None:
+            return f"{pad}{words};\n"
+        inner = "".join(d.dump(indent + 1) for d in self.block)
+        return f"{pad}{words} {{\n{inner}{pad}}}\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """The result of parsing a main config file.
+
+    Attributes:
+        directives: the top-level (main context) directives.
+        files: every file read, the main file first, in reading order.
+    """
+
+    directives: tuple[Directive, ...]
+    files: tuple[Path, ...]
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(GRAMMAR.read_text(), parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+def _quote(word: str) -> str:
+    if word and not any(c in word for c in " \t\n;{}\"'#") and not word.startswith("$"):
+        return word
+    escaped = word.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _unescape(text: str) -> str:
+    if "\\" not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text) and text[i + 1] in _ESCAPES:
+            out.append(_ESCAPES[text[i + 1]])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _word(tok: Token) -> str:
+    text = str(tok)
+    if tok.type in ("DQUOTED", "SQUOTED"):
+        text = text[1:-1]
+    return _unescape(text)
+
+
+def parse(path: str | os.PathLike[str], prefix: str | os.PathLike[str] | None = None) -> Parsed:
+    """Parse the main config file at ``path``, expanding includes.
+
+    Args:
+        path: the main config file. Error messages show it as given.
+        prefix: directory that relative include paths resolve against;
+            defaults to the directory of ``path`` (nginx's conf prefix).
+
+    Returns:
+        ``Parsed`` with the main-context directives and all files read.
+
+    Raises:
+        ConfigError: unreadable file, syntax error (with line and column),
+            unexpected end of file, missing include file, include loop.
+    """
+    state = _State(Path(prefix) if prefix is not None else Path(path).parent)
+    directives = state.parse_file(str(path), depth=0)
+    return Parsed(directives, tuple(state.files))
+
+
+def parse_string(text: str, file: str = "<string>") -> tuple[Directive, ...]:
+    """Parse config text without includes being resolvable beyond the cwd.
+
+    Args:
+        text: nginx-syntax configuration text.
+        file: the name used in error messages.
+
+    Returns:
+        The top-level directives.
+
+    Raises:
+        ConfigError: as ``parse``.
+    """
+    return _State(Path.cwd()).parse_text(text, file, depth=0)
+
+
+class _State:
+    def __init__(self, prefix: Path) -> None:
+        self.prefix = prefix
+        self.files: list[Path] = []
+
+    def parse_file(self, file: str, depth: int, where: tuple[str, int] | None = None) -> tuple[Directive, ...]:
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except OSError as exc:
+            err = f'open() "{os.path.abspath(file)}" failed ({exc.errno}: {exc.strerror})'
+            raise ConfigError(err, *(where or (None, None))) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"invalid UTF-8 in configuration file ({exc.reason})", file) from None
+        self.files.append(Path(file).resolve())
+        return self.parse_text(text, file, depth)
+
+    def parse_text(self, text: str, file: str, depth: int) -> tuple[Directive, ...]:
+        try:
+            tree = _parser().parse(text)
+        except UnexpectedInput as exc:
+            raise _syntax_error(exc, text, file) from None
+        return self._items(tree.children, file, depth)
+
+    def _items(self, children: list[Tree[Token] | Token], file: str, depth: int) -> tuple[Directive, ...]:
+        out: list[Directive] = []
+        for node in children:
+            if not isinstance(node, Tree):
+                continue
+            words = [c for c in node.children if isinstance(c, Tree) and c.data == "word"]
+            tokens = [w.children[0] for w in words]
+            first = tokens[0]
+            assert isinstance(first, Token)
+            name = _word(first)
+            args = tuple(_word(t) for t in tokens[1:] if isinstance(t, Token))
+            line = first.line or 0
+            if node.data == "block":
+                inner = [c for c in node.children if isinstance(c, Tree) and c.data in ("simple", "block")]
+                out.append(Directive(name, args, self._items(list(inner), file, depth), file, line))
+            elif name == "include":
+                out.extend(self._include(args, file, line, depth))
+            else:
+                out.append(Directive(name, args, None, file, line))
+        return tuple(out)
+
+    def _include(self, args: tuple[str, ...], file: str, line: int, depth: int) -> list[Directive]:
+        # nginx: ngx_core_module, include (any context).
+        if len(args) != 1:
+            raise ConfigError('invalid number of arguments in "include" directive', file, line)
+        if depth >= MAX_INCLUDE_DEPTH:
+            raise ConfigError(f'include nesting too deep (more than {MAX_INCLUDE_DEPTH} levels)', file, line)
+        pattern = args[0]
+        full = pattern if os.path.isabs(pattern) else str(self.prefix / pattern)
+        if glob.has_magic(full):
+            # A glob that matches nothing is no error, as in nginx.
+            names = sorted(glob.glob(full))
+        else:
+            names = [full]
+        out: list[Directive] = []
+        for name in names:
+            if os.path.isdir(name) and glob.has_magic(full):
+                continue
+            out.extend(self.parse_file(name, depth + 1, where=(file, line)))
+        return out
+
+
+def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> ConfigError:
+    """Translate a Lark error into nginx's wording (ngx_conf_read_token)."""
+    if isinstance(exc, UnexpectedToken) and exc.token.type == "$END" or isinstance(exc, UnexpectedEOF):
+        expected = set(getattr(exc, "expected", ()) or ())
+        last_line = text.count("\n") + (0 if text.endswith("\n") else 1)
+        if "SEMICOLON" in expected or "LBRACE" in expected:
+            msg = 'unexpected end of file, expecting ";" or "}"'
+        else:
+            msg = 'unexpected end of file, expecting "}"'
+        return ConfigError(msg, file, max(last_line, 1))
+    if isinstance(exc, UnexpectedToken):
+        tok = exc.token
+        if tok.type == "RBRACE" and not (set(exc.expected) & {"SEMICOLON", "LBRACE"}):
+            msg = 'unexpected "}"'
+        elif tok.type in ("SEMICOLON", "LBRACE", "RBRACE"):
+            if set(exc.expected) & {"SEMICOLON", "LBRACE"}:
+                msg = f'unexpected "{tok}"' if tok.type != "RBRACE" else 'unexpected "}", expecting ";"'
+            else:
+                msg = f'unexpected "{tok}"'
+        else:
+            msg = f'unexpected "{tok}"'
+        return ConfigError(msg, file, tok.line, tok.column)
+    if isinstance(exc, UnexpectedCharacters):
+        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        if ch in "\"'":
+            return ConfigError(f"unterminated quoted string (opened with {ch})", file, exc.line, exc.column)
+        return ConfigError(f'unexpected "{ch}"', file, exc.line, exc.column)
+    return ConfigError(str(exc).splitlines()[0], file, getattr(exc, "line", None))

@@ -1,0 +1,90 @@
+"""The exception hierarchy of pyngx, split by who caused the fault.
+
+::
+
+    PyngxError
+     +-- ConfigError        the operator's config file (printed as nginx's [emerg])
+     |    +-- ConfigValueError  a directive's value; file and line filled in by build
+     +-- UpstreamError      a peer failed: 502 Bad Gateway or 504 Gateway Time-out
+     +-- ClientError        the client misbehaved: 400 Bad Request, 413, 499
+
+No module outside this one defines an exception that crosses a module
+boundary; everything else raises one of these.
+"""
+
+from __future__ import annotations
+
+
+class PyngxError(Exception):
+    """Base class of every error pyngx raises on purpose."""
+
+
+class ConfigError(PyngxError):
+    """A fault in the configuration, located at a file and line.
+
+    Args:
+        message: nginx's wording for the fault, e.g. ``unknown directive "x"``.
+        file: path of the config file as the user named it, or None.
+        line: 1-based line number, or None when unknown.
+        column: 1-based column, given for syntax errors only.
+        hint: an extra sentence such as ``did you mean "proxy_pass"?``.
+
+    ``str()`` gives nginx's format: ``MESSAGE in FILE:LINE``.
+    Differs from nginx: syntax errors add ``:COLUMN`` after the line.
+
+    Source: nginx src/core/ngx_conf_file.c, ngx_conf_log_error.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        file: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.line = line
+        self.column = column
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.file is None:
+            return self.message
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        if self.column is not None:
+            where += f":{self.column}"
+        return f"{self.message} in {where}"
+
+
+class ConfigValueError(ConfigError):
+    """An invalid directive value, raised by value parsers without a location.
+
+    build.py catches it and re-raises a ConfigError carrying file and line.
+    """
+
+
+class UpstreamError(PyngxError):
+    """An upstream peer failed; the client gets ``status`` (502 or 504).
+
+    Args:
+        status: 502 for refused/reset/invalid answers, 504 for timeouts.
+        reason: the error-log text, nginx's wording, e.g.
+            ``connect() failed (111: Connection refused) while connecting to upstream``.
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class ClientError(PyngxError):
+    """The client sent something pyngx must refuse with ``status`` (400, 413, ...)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason

@@ -1,0 +1,1 @@
+"""Proxying to upstream servers: header rules (headers.py) and HTTP (http.py)."""
