@@ -21,6 +21,7 @@ from typing import Any
 from pyngx import log as pyngx_log
 from pyngx.config.model import Config, LocationConf, Return
 from pyngx.proxy.http import proxy_http
+from pyngx.proxy.websocket import proxy_websocket
 from pyngx.request import BadURI, Request, normalize_uri
 from pyngx.responses import PAGE_CODES, send_error, send_simple
 from pyngx.routing import REDIRECT, parse_host
@@ -32,6 +33,21 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PROTOCOLS = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1", "2": "HTTP/2.0", "3": "HTTP/3.0"}
+# A WebSocket scope says ws/wss; $scheme is http/https, as in nginx.
+_SCHEMES = {"ws": "http", "wss": "https"}
+
+
+class _DenialSend:
+    """Turns http.response.* messages into ASGI's websocket.http.response.*,
+    so that every HTTP responder can answer a refused WebSocket handshake."""
+
+    __slots__ = ("send",)
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        await self.send({**message, "type": "websocket." + message["type"]})
 
 
 class App:
@@ -66,8 +82,10 @@ class App:
                 return
 
     async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # WebSocket proxying is not built yet: refuse the handshake cleanly.
-        await send({"type": "websocket.close", "code": 1008})
+        """A WebSocket handshake: routed like HTTP; answers before the upgrade
+        (return, 404, 400, 502) go out as plain HTTP responses (ASGI's
+        websocket denial response)."""
+        await self.serve(scope, receive, send, websocket=True)
 
     def request(self, scope: Scope) -> tuple[Request, bool]:
         """Build the Request from an HTTP scope.
@@ -87,18 +105,19 @@ class App:
                 rest = raw.split(b"//", 1)[1]
                 slash = rest.find(b"/")
                 raw = rest[slash:] if slash >= 0 else b"/"
-            elif raw == b"*" and scope["method"] == "OPTIONS":
+            elif raw == b"*" and scope.get("method") == "OPTIONS":
                 raw = b"/"
         quoted = b"%" in raw
         uri = normalize_uri(raw)
         request_uri = raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        scheme = scope.get("scheme", "http")
         req = Request(
-            scope["method"],
+            scope.get("method", "GET"),
             request_uri,
             uri,
             query.decode("latin-1"),
             scope["headers"],
-            scope.get("scheme", "http"),
+            _SCHEMES.get(scheme, scheme),
             _PROTOCOLS.get(scope.get("http_version", "1.1"), "HTTP/1.1"),
             scope.get("client"),
             scope.get("server"),
@@ -106,7 +125,12 @@ class App:
         return req, quoted
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.serve(scope, receive, send, websocket=False)
+
+    async def serve(self, scope: Scope, receive: Receive, raw_send: Send, websocket: bool) -> None:
+        """Route one request (HTTP or WebSocket handshake) and run its handler."""
         rt = self.runtime
+        send = _DenialSend(raw_send) if websocket else raw_send
         try:
             req, quoted = self.request(scope)
         except BadURI as exc:
@@ -144,7 +168,10 @@ class App:
             await self.do_return(req, loc, loc.return_, send)
         elif loc.proxy_pass is not None:
             plan = rt.plans[id(loc)]
-            await proxy_http(req, plan, rt.session_for(plan), receive, send, quoted, self.log)
+            if websocket:
+                await proxy_websocket(req, plan, rt.session_for(plan), scope, receive, raw_send, quoted, self.log)
+            else:
+                await proxy_http(req, plan, rt.session_for(plan), receive, send, quoted, self.log)
         else:
             # Differs from nginx: no static files yet; nginx would look under root.
             req.status = 404

@@ -150,6 +150,7 @@ async def _serve(config: Config, socks: list[socket.socket]) -> None:
     hc = hypercorn_config()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_loop_exception)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     logger = pyngx_log.get()
@@ -164,6 +165,17 @@ async def _serve(config: Config, socks: list[socket.socket]) -> None:
     finally:
         started.cancel()
     logger.info("stopped", nginx_level="notice", reason="exiting")
+
+
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Log what asyncio would print as a traceback as one error-log line."""
+    exc = context.get("exception")
+    if isinstance(exc, asyncio.CancelledError):
+        return  # a connection task cancelled at shutdown: not an error
+    reason = context.get("message", "")
+    if exc is not None:
+        reason += f": {exc!r}"
+    pyngx_log.get().error("event_loop_error", reason=reason)
 
 
 async def _announce(config: Config, socks: list[socket.socket], logger: Any) -> None:

@@ -56,6 +56,15 @@ def wait_listening(host: str, port: int, timeout: float = 10.0, proc: subprocess
             time.sleep(0.02)
 
 
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``predicate`` (e.g. a log line written by another process) until true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(0.02)
+
+
 # --- backends ---------------------------------------------------------------------
 
 

@@ -87,6 +87,11 @@ class RequestHeaderPlan:
             value = tmpl.render(req)
             if value:
                 out.append((name, value))
+        # A body of known length goes up with its Content-Length (streamed,
+        # not re-chunked); a chunked one is re-chunked by the client library.
+        length = req.header_map.get("content-length")
+        if length is not None and "transfer-encoding" not in req.header_map:
+            out.append(("Content-Length", length))
         skip = self.skip
         conn = req.header_map.get("connection")
         if conn:

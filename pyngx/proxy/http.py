@@ -129,18 +129,41 @@ class _Disconnect:
             self.watcher.cancel()
 
 
-async def _body(receive: Receive, watch: _Disconnect) -> AsyncIterator[bytes]:
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            watch.disconnected()
-            return
-        chunk = msg.get("body", b"")
-        if chunk:
-            yield chunk
-        if not msg.get("more_body", False):
-            watch.start(receive)
-            return
+class _Body:
+    """The client's request body as an async iterator for aiohttp.
+
+    ``done`` turns true after the last chunk; ``drain()`` reads and drops
+    what is left when the upstream answered before taking it all (nginx
+    discards the rest of the body the same way), so that the connection is
+    never left with a body nobody reads.
+    """
+
+    __slots__ = ("receive", "watch", "done")
+
+    def __init__(self, receive: Receive, watch: _Disconnect) -> None:
+        self.receive = receive
+        self.watch = watch
+        self.done = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while not self.done:
+            msg = await self.receive()
+            if msg["type"] == "http.disconnect":
+                self.done = True
+                self.watch.disconnected()
+                return
+            chunk = msg.get("body", b"")
+            if not msg.get("more_body", False):
+                self.done = True
+                self.watch.start(self.receive)
+            if chunk:
+                yield chunk
+
+    async def drain(self) -> None:
+        while not self.done:
+            msg = await self.receive()
+            if msg["type"] == "http.disconnect" or not msg.get("more_body", False):
+                self.done = True
 
 
 def _has_body(req: Request) -> bool:
@@ -197,9 +220,9 @@ async def proxy_http(
     req.upstream_addr = plan.upstream_name
     url = URL(plan.origin + plan.upstream_uri(req, quoted), encoded=True)
     watch = _Disconnect()
-    body: AsyncIterator[bytes] | None = None
+    body: _Body | None = None
     if _has_body(req) or (req.method not in _NO_BODY and req.protocol == "HTTP/2"):
-        body = _body(receive, watch)
+        body = _Body(receive, watch)
     else:
         watch.start(receive)
     started = False
@@ -211,7 +234,7 @@ async def proxy_http(
                 req.method,
                 url,
                 headers=plan.headers.build(req),
-                data=body,
+                data=body.__aiter__() if body is not None else None,
                 allow_redirects=False,
                 timeout=plan.timeout,
             )
@@ -254,6 +277,8 @@ async def proxy_http(
         watch.stop()
         if resp is not None:
             resp.release()
+        if body is not None and not body.done and not watch.gone:
+            await body.drain()
 
 
 def _context(req: Request, url: URL) -> dict[str, str]:
