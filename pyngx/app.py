@@ -25,7 +25,7 @@ from pyngx.proxy.websocket import proxy_websocket
 from pyngx.request import BadURI, Request, normalize_uri
 from pyngx.responses import PAGE_CODES, send_error, send_simple
 from pyngx.routing import REDIRECT, parse_host
-from pyngx.runtime import Runtime
+from pyngx.runtime import Runtime, Sessions
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -58,8 +58,20 @@ class App:
     """
 
     def __init__(self, config: Config) -> None:
+        #: The current Runtime: replaced whole, in one assignment, by ``swap``.
         self.runtime = Runtime(config)
+        self.sessions = Sessions()
         self.log = pyngx_log.get()
+        self._lifespans = 0
+
+    def swap(self, runtime: Runtime) -> Runtime:
+        """Make ``runtime`` current; returns the old one, now retired.
+
+        Requests already running keep the Runtime they started with.
+        """
+        old, self.runtime = self.runtime, runtime
+        old.retire()
+        return old
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -71,13 +83,17 @@ class App:
             await self.lifespan(receive, send)
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
+        # Hypercorn runs one lifespan per listener; sessions live while any does.
         while True:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
-                await self.runtime.start()
+                self._lifespans += 1
+                self.sessions.start()
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
-                await self.runtime.aclose()
+                self._lifespans -= 1
+                if self._lifespans == 0:
+                    await self.sessions.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -130,6 +146,13 @@ class App:
     async def serve(self, scope: Scope, receive: Receive, raw_send: Send, websocket: bool) -> None:
         """Route one request (HTTP or WebSocket handshake) and run its handler."""
         rt = self.runtime
+        rt.active += 1
+        try:
+            await self._serve(rt, scope, receive, raw_send, websocket)
+        finally:
+            rt.leave()
+
+    async def _serve(self, rt: Runtime, scope: Scope, receive: Receive, raw_send: Send, websocket: bool) -> None:
         send = _DenialSend(raw_send) if websocket else raw_send
         try:
             req, quoted = self.request(scope)
@@ -169,9 +192,9 @@ class App:
         elif loc.proxy_pass is not None:
             plan = rt.plans[id(loc)]
             if websocket:
-                await proxy_websocket(req, plan, rt.session_for(plan), scope, receive, raw_send, quoted, self.log)
+                await proxy_websocket(req, plan, self.sessions.get(plan), scope, receive, raw_send, quoted, self.log)
             else:
-                await proxy_http(req, plan, rt.session_for(plan), receive, send, quoted, self.log)
+                await proxy_http(req, plan, self.sessions.get(plan), receive, send, quoted, self.log)
         else:
             # Differs from nginx: no static files yet; nginx would look under root.
             req.status = 404

@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-s", dest="signal", choices=sorted(SIGNALS), help="send signal to a master process: stop, quit, reopen, reload")
     p.add_argument("-p", dest="prefix", help="set prefix path (default: current directory)")
     p.add_argument("-c", dest="conf", help="set configuration file (default: conf/pyngx.conf, else /etc/pyngx/pyngx.conf)")
+    p.add_argument("-e", dest="error_log", help='set error log file (default: stderr); "stderr" is allowed')
+    p.add_argument("-g", dest="globals", help="set global directives out of configuration file")
+    p.add_argument("--no-watch", action="store_true", dest="no_watch",
+                   help="do not reload when the configuration files change (SIGHUP still reloads)")
+    p.add_argument("--worker", dest="worker", help=argparse.SUPPRESS)
     return p
 
 
@@ -91,8 +96,12 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
         return 0
     path = config_path(args.conf, args.prefix)
+
+    def loader() -> Config:
+        return load(path, globals_=args.globals, error_log=args.error_log)
+
     try:
-        config = load(path)
+        config = loader()
     except ConfigError as err:
         _emerg(err)
         if args.test or args.dump:
@@ -110,16 +119,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.signal:
         return _signal(config, args.signal)
     from pyngx import log
-    from pyngx.server import run
+    from pyngx.server import Server, run, serve
 
     log.configure(config.error_log)
     try:
-        return run(config)
+        if args.worker:
+            from pyngx.master import worker_sockets
+
+            socks = worker_sockets(args.worker)
+            serve(lambda: Server(loader, config, socks, is_worker=True))
+            return 0
+        argv_worker = ["-c", str(path)] + (["-g", args.globals] if args.globals else [])
+        argv_worker += ["-e", args.error_log] if args.error_log else []
+        return run(loader, config, watch_files=not args.no_watch, worker_argv=argv_worker)
     except PyngxError as err:
         _emerg(err)
         return 1
     except KeyboardInterrupt:
         return 0
+    finally:
+        log.flush()
 
 
 def _signal(config: Config, name: str) -> int:

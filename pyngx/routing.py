@@ -10,8 +10,8 @@ Location matching follows ngx_http_core_find_location::
       2. longest prefix ("uri", "^~ uri")        -> remember it; if it has
          nested locations, find(nested, uri):
            stop if the nested search stopped
-      3. prefix "uri/" where uri lacks the slash,
-         location with proxy_pass (auto_redirect)  -> 301 uri/, stop
+      3. a prefix or exact location "uri/" with proxy_pass, where the
+         request lacks the slash (auto_redirect)   -> 301 uri/, stop
       4. unless the prefix of step 2 is "^~":
          regexes ("~", "~*") of this level in file order: first match
          -> that location; then find(its nested, uri); stop
@@ -30,9 +30,11 @@ Must not: do I/O or import asyncio/aiohttp.
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass, field
 
 from pyngx.config.model import Config, LocationConf, ServerConf
+from pyngx.config.values import compile_server_regex
 
 # Results of a level search (nginx: NGX_OK, NGX_DONE, NGX_AGAIN, NGX_DECLINED).
 OK, REDIRECT, AGAIN, DECLINED = "ok", "redirect", "again", "declined"
@@ -49,18 +51,31 @@ class LocationLevel:
 
     @classmethod
     def compile(cls, conf: LocationConf) -> LocationLevel:
-        """Compile the nested locations of ``conf`` (recursively)."""
+        """Compile the nested locations of ``conf`` (recursively).
+
+        A static location (exact or prefix) whose name ends with "/" and that
+        has proxy_pass gives the name without the slash an auto-redirect; an
+        exact location of that name takes the request, as it shares nginx's
+        tree node with the prefix one.
+
+        Source: nginx src/http/ngx_http.c, ngx_http_create_locations_tree
+        (node->auto_redirect); ngx_http_proxy_module.c, ngx_http_proxy_pass.
+        """
         level = cls()
+        redirects: list[str] = []
         for loc in conf.locations:
             if loc.modifier == "=":
                 level.exact[loc.name] = loc
             elif loc.modifier in ("", "^~"):
                 level.prefixes.append((loc.name, loc, cls.compile(loc)))
-                if loc.name.endswith("/") and len(loc.name) > 1 and loc.proxy_pass is not None:
-                    level.auto_redirect[loc.name[:-1]] = loc
             elif loc.modifier in ("~", "~*"):
                 assert loc.regex is not None
                 level.regexes.append((loc.regex, loc, cls.compile(loc)))
+            if loc.modifier in ("=", "", "^~") and loc.name.endswith("/") and loc.proxy_pass is not None:
+                redirects.append(loc.name)
+        prefix_of = {name: loc for name, loc, _ in level.prefixes}
+        for name in redirects:
+            level.auto_redirect[name[:-1]] = level.exact.get(name) or prefix_of[name]
         level.prefixes.sort(key=lambda item: len(item[0]), reverse=True)
         return level
 
@@ -113,11 +128,10 @@ class ServerGroup:
     regexes: list[tuple[re.Pattern[str], ServerConf]] = field(default_factory=list)
 
     def add(self, srv: ServerConf) -> None:
+        """Index the names of ``srv`` (a name another server took first is ignored)."""
         for name in srv.server_names:
             if name.startswith("~"):
-                from pyngx.config.values import compile_regex
-
-                self.regexes.append((compile_regex(name[1:], False), srv))
+                self.regexes.append((compile_server_regex(name), srv))
             elif name.startswith("*."):
                 self.head.append((name[1:], srv))
             elif name.startswith("."):
@@ -139,7 +153,7 @@ class ServerGroup:
             return srv, None
         if host:
             for suffix, srv in self.head:
-                if host.endswith(suffix) and len(host) > len(suffix):
+                if host.endswith(suffix):
                     return srv, None
             for prefix, srv in self.tail:
                 if host.startswith(prefix) and len(host) > len(prefix):
@@ -202,29 +216,49 @@ class RouteTable:
         return self.levels[id(srv)].find(uri)
 
 
+# nginx lower-cases ASCII letters only (ngx_strlow); other bytes stay.
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
 def parse_host(value: str) -> str | None:
     """Validate and normalize a Host header as ngx_http_validate_host does.
 
+    The host ends at the first ":" (the port is not checked), or after
+    "]" for a "[literal]". Two dots in a row, "/", NUL, control characters,
+    spaces and DEL make it invalid, as does an empty host (an empty header,
+    ":80", "."). One trailing dot is removed; letters are lower-cased.
+
+    Args:
+        value: the Host header's value (an absent header is the caller's
+            case: it selects servers named "").
+
     Returns:
-        The lower-cased host without port and trailing dot, "" for an
-        empty value, or None when the host is invalid (nginx answers 400).
+        The lower-cased host without port and trailing dot, or None when
+        the host is invalid (nginx answers 400).
+
+    Source: nginx src/http/ngx_http_request.c, ngx_http_validate_host.
     """
-    host = value.strip().lower()
-    if not host:
-        return ""
-    if host.startswith("["):
-        end = host.find("]")
-        if end < 0:
+    dot_pos = -2
+    host_len = len(value)
+    state = "usual"
+    for i, ch in enumerate(value):
+        if ch == ".":
+            if dot_pos == i - 1:
+                return None
+            dot_pos = i
+        elif ch == ":":
+            if state == "usual":
+                host_len, state = i, "rest"
+        elif ch == "[":
+            if i == 0:
+                state = "literal"
+        elif ch == "]":
+            if state == "literal":
+                host_len, state = i + 1, "rest"
+        elif ch == "/" or ch <= " " or ch == "\x7f":
             return None
-        rest = host[end + 1 :]
-        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
-            return None
-        return host[: end + 1]
-    name, sep, port = host.rpartition(":")
-    if sep:
-        if port and not port.isdigit():
-            return None
-        host = name
-    if "/" in host or "\\" in host or "\x00" in host or ".." in host or host.startswith("."):
+    if dot_pos == host_len - 1:
+        host_len -= 1
+    if host_len <= 0:
         return None
-    return host.rstrip(".")
+    return value[:host_len].translate(_ASCII_LOWER)

@@ -51,15 +51,51 @@ def new_session(version: aiohttp.HttpVersion = aiohttp.HttpVersion11) -> aiohttp
     )
 
 
+class Sessions:
+    """The worker's upstream sessions, shared by every Runtime across reloads,
+    so that keep-alive connections survive a reload."""
+
+    def __init__(self) -> None:
+        self.http11: aiohttp.ClientSession | None = None
+        self.http10: aiohttp.ClientSession | None = None
+
+    def start(self) -> None:
+        """Create the HTTP/1.1 session; call inside the event loop."""
+        if self.http11 is None:
+            self.http11 = new_session()
+
+    def get(self, plan: ProxyPlan) -> aiohttp.ClientSession:
+        """The session for ``plan``'s proxy_http_version."""
+        if plan.http10:
+            if self.http10 is None:
+                self.http10 = new_session(aiohttp.HttpVersion10)
+            return self.http10
+        if self.http11 is None:
+            self.http11 = new_session()
+        return self.http11
+
+    async def aclose(self) -> None:
+        """Close every pooled connection."""
+        for session in (self.http11, self.http10):
+            if session is not None:
+                await session.close()
+        self.http11 = self.http10 = None
+
+
 class Runtime:
     """Everything a worker needs to answer requests for one config.
+
+    A request takes the current Runtime once and uses it to its end; a
+    reload makes a new Runtime and retires the old one, which closes its
+    log files when its last request (or WebSocket) ends.
 
     Attributes:
         config: the frozen config.
         routes: server and location lookup.
         plans: id(LocationConf) -> ProxyPlan for every location with proxy_pass.
         access: the access-log writer.
-        session: the upstream client, set by ``start``.
+        active: requests and WebSocket sessions running on this Runtime.
+        retired: a newer Runtime has replaced this one.
     """
 
     def __init__(self, config: Config) -> None:
@@ -74,24 +110,17 @@ class Runtime:
                     self.plans[id(loc)] = ProxyPlan(loc)
         self.access = AccessLogger()
         self.access.open_all(targets)
-        self.session: aiohttp.ClientSession | None = None
-        self.session10: aiohttp.ClientSession | None = None
+        self.active = 0
+        self.retired = False
 
-    async def start(self) -> None:
-        """Create the upstream sessions; call inside the event loop."""
-        self.session = new_session()
-        if any(p.http10 for p in self.plans.values()):
-            self.session10 = new_session(aiohttp.HttpVersion10)
+    def retire(self) -> None:
+        """Mark as replaced; resources go when the last request ends."""
+        self.retired = True
+        if self.active == 0:
+            self.access.close()
 
-    def session_for(self, plan: ProxyPlan) -> aiohttp.ClientSession:
-        """The session for ``plan``'s proxy_http_version."""
-        session = self.session10 if plan.http10 else self.session
-        assert session is not None, "Runtime.start() was not awaited"
-        return session
-
-    async def aclose(self) -> None:
-        """Close the sessions' connections and the access-log files."""
-        for session in (self.session, self.session10):
-            if session is not None:
-                await session.close()
-        self.access.close()
+    def leave(self) -> None:
+        """One request or session on this Runtime ended."""
+        self.active -= 1
+        if self.retired and self.active == 0:
+            self.access.close()

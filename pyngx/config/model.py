@@ -144,9 +144,11 @@ class Config:
         error_log: main-level error log.
         pid: pid file path, or None for none.
         daemon: detach from the terminal (pyngx default off).
+        worker_shutdown_timeout: seconds a graceful stop waits, or None (no limit).
         http: the http block, or None when the file has none.
         warnings: nginx-style ``[warn]`` messages found while building.
         text: the effective config with includes expanded (``pyngx -T``).
+        stamps: (file, mtime_ns, size) of every file when it was read, for reload.
     """
 
     path: Path
@@ -157,5 +159,7 @@ class Config:
     pid: str | None
     daemon: bool
     http: HttpConf | None
+    worker_shutdown_timeout: float | None = None
     warnings: tuple[str, ...] = field(default=())
+    stamps: tuple[tuple[Path, int, int], ...] = field(default=())
     text: str = ""

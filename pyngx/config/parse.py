@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -43,7 +44,9 @@ class Directive:
         args: the remaining words, quotes removed and escapes applied.
         block: the inner directives for a block directive, else None.
         file: the config file it came from, as given to ``parse``.
-        line: 1-based line of the directive's first word.
+        line: 1-based line of the ";" or "{" that ends the directive's
+            words: the line nginx names in its messages (cf->conf_file->line
+            when the directive's handler runs).
     """
 
     name: str
@@ -53,9 +56,12 @@ class Directive:
     line: int
 
     def dump(self, indent: int = 0) -> str:
-        """Render the directive back to nginx syntax (used by ``pyngx -T``)."""
+        """Render the directive back to nginx syntax (used by ``pyngx -T``).
+
+        Parsing the result gives the same names, args and blocks.
+        """
         pad = "    " * indent
-        words = " ".join([self.name, *(_quote(a) for a in self.args)])
+        words = " ".join(_quote(w) for w in (self.name, *self.args))
         if self.block is None:
             return f"{pad}{words};\n"
         inner = "".join(d.dump(indent + 1) for d in self.block)
@@ -80,8 +86,13 @@ def _parser() -> Lark:
     return Lark(GRAMMAR.read_text(), parser="lalr", propagate_positions=True, maybe_placeholders=False)
 
 
+# A word with one of these characters is written double-quoted by dump();
+# a backslash is escaped so that "\\n" is not read back as a newline.
+_NEEDS_QUOTES = frozenset(" \t\r\n;{}\"'#\\")
+
+
 def _quote(word: str) -> str:
-    if word and not any(c in word for c in " \t\n;{}\"'#") and not word.startswith("$"):
+    if word and not _NEEDS_QUOTES.intersection(word):
         return word
     escaped = word.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
@@ -174,18 +185,19 @@ class _State:
         for node in children:
             if not isinstance(node, Tree):
                 continue
-            words = [c for c in node.children if isinstance(c, Tree) and c.data == "word"]
-            tokens = [w.children[0] for w in words]
-            first = tokens[0]
-            assert isinstance(first, Token)
-            name = _word(first)
-            args = tuple(_word(t) for t in tokens[1:] if isinstance(t, Token))
-            line = first.line or 0
-            if node.data == "block":
+            tokens = [w.children[0] for w in node.children if isinstance(w, Tree) and w.data == "word"]
+            end = next(t for t in node.children if isinstance(t, Token) and t.type in ("SEMICOLON", "LBRACE"))
+            name, *rest = (_word(t) for t in tokens if isinstance(t, Token))
+            args = tuple(rest)
+            line = end.line or 0
+            if name == "include":
+                if node.data == "block":
+                    # nginx: ngx_conf_handler, include has no block.
+                    raise ConfigError('directive "include" is not terminated by ";"', file, line)
+                out.extend(self._include(args, file, line, depth))
+            elif node.data == "block":
                 inner = [c for c in node.children if isinstance(c, Tree) and c.data in ("simple", "block")]
                 out.append(Directive(name, args, self._items(list(inner), file, depth), file, line))
-            elif name == "include":
-                out.extend(self._include(args, file, line, depth))
             else:
                 out.append(Directive(name, args, None, file, line))
         return tuple(out)
@@ -211,31 +223,43 @@ class _State:
         return out
 
 
+# A complete quoted word; the grammar also requires a separator after it.
+_QUOTED = {'"': re.compile(r'"(?:[^"\\]|\\[\s\S])*"'), "'": re.compile(r"'(?:[^'\\]|\\[\s\S])*'")}
+
+_EOF_WORDS = 'unexpected end of file, expecting ";" or "}"'
+_EOF_BLOCK = 'unexpected end of file, expecting "}"'
+
+
 def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> ConfigError:
-    """Translate a Lark error into nginx's wording (ngx_conf_read_token)."""
-    if isinstance(exc, UnexpectedToken) and exc.token.type == "$END" or isinstance(exc, UnexpectedEOF):
+    """Translate a Lark error into nginx's wording (ngx_conf_read_token).
+
+    nginx's messages, by what stopped the reader:
+
+    - end of file with words pending or inside a quote:
+      ``unexpected end of file, expecting ";" or "}"``;
+    - end of file inside a block: ``unexpected end of file, expecting "}"``;
+    - ";" or "{" with no words, "}" after words or outside any block,
+      anything but a separator after a closing quote: ``unexpected "X"``.
+
+    End-of-file errors name the line after the last newline, as nginx counts
+    lines. Differs from nginx: other syntax errors add ":COLUMN".
+    """
+    eof_line = text.count("\n") + 1
+    if isinstance(exc, UnexpectedEOF) or isinstance(exc, UnexpectedToken) and exc.token.type == "$END":
         expected = set(getattr(exc, "expected", ()) or ())
-        last_line = text.count("\n") + (0 if text.endswith("\n") else 1)
-        if "SEMICOLON" in expected or "LBRACE" in expected:
-            msg = 'unexpected end of file, expecting ";" or "}"'
-        else:
-            msg = 'unexpected end of file, expecting "}"'
-        return ConfigError(msg, file, max(last_line, 1))
+        msg = _EOF_WORDS if expected & {"SEMICOLON", "LBRACE"} else _EOF_BLOCK
+        return ConfigError(msg, file, eof_line)
     if isinstance(exc, UnexpectedToken):
-        tok = exc.token
-        if tok.type == "RBRACE" and not (set(exc.expected) & {"SEMICOLON", "LBRACE"}):
-            msg = 'unexpected "}"'
-        elif tok.type in ("SEMICOLON", "LBRACE", "RBRACE"):
-            if set(exc.expected) & {"SEMICOLON", "LBRACE"}:
-                msg = f'unexpected "{tok}"' if tok.type != "RBRACE" else 'unexpected "}", expecting ";"'
-            else:
-                msg = f'unexpected "{tok}"'
-        else:
-            msg = f'unexpected "{tok}"'
-        return ConfigError(msg, file, tok.line, tok.column)
+        return ConfigError(f'unexpected "{exc.token}"', file, exc.token.line, exc.token.column)
     if isinstance(exc, UnexpectedCharacters):
-        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
-        if ch in "\"'":
-            return ConfigError(f"unterminated quoted string (opened with {ch})", file, exc.line, exc.column)
-        return ConfigError(f'unexpected "{ch}"', file, exc.line, exc.column)
+        pos = exc.pos_in_stream
+        quote = _QUOTED.get(text[pos]) if pos < len(text) else None
+        m = quote.match(text, pos) if quote is not None else None
+        if m is not None and m.end() < len(text):
+            # A closing quote followed by something other than a separator.
+            after = m.end()
+            line = text.count("\n", 0, after) + 1
+            return ConfigError(f'unexpected "{text[after]}"', file, line, after - text.rfind("\n", 0, after))
+        # An unterminated quote, or a backslash at the very end.
+        return ConfigError(_EOF_WORDS, file, eof_line)
     return ConfigError(str(exc).splitlines()[0], file, getattr(exc, "line", None))

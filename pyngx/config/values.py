@@ -17,19 +17,31 @@ from dataclasses import dataclass
 
 from pyngx.errors import ConfigValueError
 
-# nginx: src/core/ngx_parse.c, ngx_parse_time (sec=1): units and their seconds.
-_TIME_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000, "y": 31536000}
-_TIME_RE = re.compile(r"(\d+)(ms|s|m|h|d|w|M|y)?")
+# nginx: src/core/ngx_parse.c, ngx_parse_time: unit -> (step, seconds).
+# Units must come in this order (largest first), each at most once.
+_TIME_UNITS: dict[str, tuple[int, float]] = {
+    "y": (1, 31536000), "M": (2, 2592000), "w": (3, 604800), "d": (4, 86400),
+    "h": (5, 3600), "m": (6, 60), "s": (7, 1), "ms": (8, 0.001),
+}
+_STEP_SEC, _STEP_LAST = 7, 9
+# ngx_int_t on 64-bit platforms; nginx refuses values that overflow it.
+_MAX_INT = 2**63 - 1
 # nginx: ngx_parse_size: k/K, m/M, g/G.
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
-def parse_time(text: str, directive: str) -> float:
-    """Parse an nginx time ("30s", "1m", "500ms", "1h30m", "75") into seconds.
+def parse_time(text: str, directive: str, is_sec: bool = False) -> float:
+    """Parse an nginx time ("30s", "1m", "500ms", "1h30m", "1h 30m", "75") into seconds.
+
+    Units (y M w d h m s ms) must appear largest first, each once; spaces
+    may follow a unit; a trailing bare number counts as seconds ("1m30" is
+    90 s). The *_timeout directives are nginx msec slots, where "y" and "M"
+    are refused; ``is_sec`` gives nginx's sec slots, which refuse "ms".
 
     Args:
-        text: the argument; a bare number means seconds.
+        text: the argument.
         directive: the directive's name, for the error message.
+        is_sec: parse as ngx_conf_set_sec_slot instead of ngx_conf_set_msec_slot.
 
     Returns:
         Seconds as float.
@@ -37,25 +49,47 @@ def parse_time(text: str, directive: str) -> float:
     Raises:
         ConfigValueError: ``"NAME" directive invalid value``.
 
-    Source: nginx docs, "Syntax" (configuration file measurement units).
+    Source: nginx src/core/ngx_parse.c, ngx_parse_time; nginx docs,
+    "Configuration file measurement units".
     """
-    pos, total, last_unit = 0, 0.0, None
-    if not text:
-        raise ConfigValueError(f'"{directive}" directive invalid value')
-    while pos < len(text):
-        m = _TIME_RE.match(text, pos)
-        if m is None or m.end() == pos:
-            raise ConfigValueError(f'"{directive}" directive invalid value')
-        unit = m.group(2) or "s"
-        if m.group(2) is None and m.end() != len(text):
-            raise ConfigValueError(f'"{directive}" directive invalid value')
-        # Units must not repeat ("1s1s"), as ngx_parse_time requires.
-        if last_unit is not None and unit == last_unit:
-            raise ConfigValueError(f'"{directive}" directive invalid value')
-        last_unit = unit
-        total += int(m.group(1)) * _TIME_UNITS[unit]
-        pos = m.end()
-    return total
+    invalid = ConfigValueError(f'"{directive}" directive invalid value')
+    # Work in nginx's integer unit (ms, or s for sec slots) to keep its limits.
+    per_second = 1 if is_sec else 1000
+    step = 0 if is_sec else 2
+    total = value = 0
+    valid = False
+    pos, n = 0, len(text)
+    while pos < n:
+        ch = text[pos]
+        if ch.isdigit() and ch.isascii():
+            value = value * 10 + int(ch)
+            if value > _MAX_INT:
+                raise invalid
+            valid, pos = True, pos + 1
+            continue
+        unit = "ms" if text.startswith("ms", pos) else ch
+        pos += len(unit)
+        if unit == " ":
+            new_step, scale = _STEP_LAST, per_second
+            if step >= _STEP_SEC:
+                raise invalid
+        elif unit in _TIME_UNITS and not (is_sec and unit == "ms"):
+            new_step, seconds = _TIME_UNITS[unit]
+            scale = round(seconds * per_second)
+            if step >= new_step:
+                raise invalid
+        else:
+            raise invalid
+        step = new_step
+        if value > _MAX_INT // scale or total > _MAX_INT - value * scale:
+            raise invalid
+        total += value * scale
+        value = 0
+        while pos < n and text[pos] == " ":
+            pos += 1
+    if not valid or value > _MAX_INT // per_second or total > _MAX_INT - value * per_second:
+        raise invalid
+    return (total + value * per_second) / per_second
 
 
 def parse_size(text: str, directive: str) -> int:
@@ -66,8 +100,8 @@ def parse_size(text: str, directive: str) -> int:
 
     Source: nginx docs, "Syntax" (measurement units), ngx_parse_size.
     """
-    m = re.fullmatch(r"(\d+)([kKmMgG]?)", text)
-    if m is None:
+    m = re.fullmatch(r"([0-9]+)([kKmMgG]?)", text)
+    if m is None or int(m.group(1)) > _MAX_INT // _SIZE_UNITS[m.group(2).lower()]:
         raise ConfigValueError(f'"{directive}" directive invalid value')
     return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
 
@@ -90,10 +124,11 @@ def parse_int(text: str, directive: str, minimum: int = 0) -> int:
     """Parse a non-negative decimal number (ngx_conf_set_num_slot).
 
     Raises:
-        ConfigValueError: ``invalid number "X" in "NAME" directive``.
+        ConfigValueError: ``"NAME" directive invalid number``, nginx's
+            wording for every ngx_conf_set_num_slot directive.
     """
-    if not text.isdigit() or int(text) < minimum:
-        raise ConfigValueError(f'invalid number "{text}" in "{directive}" directive')
+    if not (text.isascii() and text.isdigit()) or not minimum <= int(text) <= _MAX_INT:
+        raise ConfigValueError(f'"{directive}" directive invalid number')
     return int(text)
 
 
@@ -109,6 +144,8 @@ class Listen:
         backlog: the ``backlog=N`` parameter, or None for the default.
         ipv6only: for "[::]" listens, whether to accept IPv6 only (nginx default on).
         reuseport: the ``reuseport`` parameter.
+        options: socket options were given (backlog=, reuseport,
+            ipv6only=); nginx allows them on one listen per address.
     """
 
     host: str
@@ -117,6 +154,7 @@ class Listen:
     backlog: int | None = None
     ipv6only: bool = True
     reuseport: bool = False
+    options: bool = False
 
     @property
     def address(self) -> tuple[str, int]:
@@ -139,7 +177,7 @@ _LISTEN_UNSUPPORTED = ("ssl", "http2", "http3", "quic", "proxy_protocol", "spdy"
 
 
 def _port(text: str, whole: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise ConfigValueError(f'invalid port in "{whole}" of the "listen" directive')
     return int(text)
 
@@ -186,6 +224,8 @@ def parse_listen(args: tuple[str, ...]) -> Listen:
             host, port = addr, 80
         else:
             port = _port(port_text, addr)
+        if not host:
+            raise ConfigValueError(f'no host in "{addr}" of the "listen" directive')
         if host == "*":
             host = "0.0.0.0"
         elif host == "localhost":
@@ -201,20 +241,24 @@ def parse_listen(args: tuple[str, ...]) -> Listen:
     backlog: int | None = None
     ipv6only = True
     reuseport = False
+    options = False
     for param in args[1:]:
         if param in ("default_server", "default"):
             default_server = True
         elif param.startswith("backlog="):
-            backlog = parse_int(param[8:], "listen")
+            digits = param[8:]
+            if not (digits.isascii() and digits.isdigit()) or int(digits) == 0:
+                raise ConfigValueError(f'invalid backlog "{param}"')
+            backlog, options = int(digits), True
         elif param in ("ipv6only=on", "ipv6only=off"):
-            ipv6only = param.endswith("on")
+            ipv6only, options = param.endswith("on"), True
         elif param == "reuseport":
-            reuseport = True
+            reuseport = options = True
         elif param in _LISTEN_UNSUPPORTED or param.split("=")[0] + "=" in _LISTEN_UNSUPPORTED:
             raise ConfigValueError(f'the "{param}" parameter of the "listen" directive is not supported by pyngx')
         else:
             raise ConfigValueError(f'invalid parameter "{param}"')
-    return Listen(host, port, default_server, backlog, ipv6only, reuseport)
+    return Listen(host, port, default_server, backlog, ipv6only, reuseport, options)
 
 
 def _resolve(host: str, whole: str) -> str:
@@ -272,8 +316,10 @@ def parse_proxy_pass(url: str) -> ProxyPass:
     ``http://unix:/path/to.sock[:/uri]``.
 
     Raises:
-        ConfigValueError: ``invalid URL prefix in "URL"`` for another scheme,
-            ``invalid port in upstream "URL"``, ``no host in upstream "URL"``.
+        ConfigValueError: ``invalid URL prefix`` for another scheme (nginx
+            names no URL here), ``invalid port in upstream "HOST:PORT"``,
+            ``no host in upstream "..."``, ``no path in the unix domain
+            socket in upstream "unix:"``.
 
     Source: nginx docs: ngx_http_proxy_module, proxy_pass.
     """
@@ -283,12 +329,12 @@ def parse_proxy_pass(url: str) -> ProxyPass:
     elif low.startswith("https://"):
         scheme, rest = "https", url[8:]
     else:
-        raise ConfigValueError(f'invalid URL prefix in "{url}"')
+        raise ConfigValueError("invalid URL prefix")
     default_port = 443 if scheme == "https" else 80
     if rest.startswith("unix:"):
         path, sep, uri = rest[5:].partition(":")
         if not path:
-            raise ConfigValueError(f'no path in the unix domain socket "{url}"')
+            raise ConfigValueError(f'no path in the unix domain socket in upstream "{rest}"')
         return ProxyPass(scheme, path, 0, uri if sep else None, True, url)
     slash = rest.find("/")
     authority, uri = (rest, None) if slash < 0 else (rest[:slash], rest[slash:])
@@ -307,7 +353,7 @@ def parse_proxy_pass(url: str) -> ProxyPass:
         port_part = ":" + port_part if _ else ""
     if port_part:
         digits = port_part[1:]
-        if not digits.isdigit() or not 0 < int(digits) < 65536:
+        if not (digits.isascii() and digits.isdigit()) or not 0 < int(digits) < 65536:
             raise ConfigValueError(f'invalid port in upstream "{rest}"')
         port = int(digits)
     else:
@@ -319,22 +365,137 @@ def parse_proxy_pass(url: str) -> ProxyPass:
 
 def is_status(text: str, lo: int = 100, hi: int = 999) -> bool:
     """True when ``text`` is a status code in [lo, hi]."""
-    return text.isdigit() and len(text) == 3 and lo <= int(text) <= hi
+    return text.isascii() and text.isdigit() and len(text) == 3 and lo <= int(text) <= hi
+
+
+# PCRE2 syntax that Python's re spells differently, outside character classes.
+_PCRE_ESCAPES = {"\\z": "\\Z", "\\Z": "(?=\\n?\\Z)"}
+_PCRE_NAMED = re.compile(r"\(\?(?:<(?![=!])|'|P<)(\w+)[>']")
+_PCRE_BACKREF = re.compile(r"\\k(?:<(\w+)>|'(\w+)'|\{(\w+)\})")
+# POSIX classes inside [...] (PCRE has them, Python's re does not).
+_POSIX_CLASS = re.compile(r"\[:(\w+):\]")
+_POSIX_CLASSES = {
+    "alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z", "lower": "a-z",
+    "space": " \\t\\n\\r\\f\\v", "blank": " \\t", "xdigit": "0-9A-Fa-f", "word": "\\w",
+    "punct": "!-/:-@\\[-`{-~", "cntrl": "\\x00-\\x1f\\x7f", "print": " -~", "graph": "!-~",
+}
+# Python's re messages -> PCRE2's wording for the same fault (by prefix).
+_PCRE_MESSAGES = {
+    "missing ), unterminated subpattern": "missing closing parenthesis",
+    "unbalanced parenthesis": "unmatched closing parenthesis",
+    "unterminated character set": "missing terminating ] for character class",
+    "nothing to repeat": "quantifier does not follow a repeatable item",
+    "multiple repeat": "quantifier does not follow a repeatable item",
+    "bad escape": "unrecognized character follows \\",
+    "bad character range": "range out of order in character class",
+    "redefinition of group name": "two named subpatterns have the same name (PCRE2_DUPNAMES not set)",
+    "unknown group name": "reference to non-existent subpattern",
+    "invalid group reference": "reference to non-existent subpattern",
+    "look-behind requires fixed-width pattern": "lookbehind assertion is not fixed length",
+}
+
+
+def _pcre_to_python(pattern: str) -> str:
+    """Rewrite the PCRE2 spellings Python's re lacks (see the tables above)."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            ref = _PCRE_BACKREF.match(pattern, i)
+            if ref is not None:
+                out.append(f"(?P={ref.group(1) or ref.group(2) or ref.group(3)})")
+                i = ref.end()
+                continue
+            pair = pattern[i : i + 2]
+            out.append(_PCRE_ESCAPES.get(pair, pair))
+            i += 2
+            continue
+        named = _PCRE_NAMED.match(pattern, i) if ch == "(" else None
+        if named is not None:
+            out.append(f"(?P<{named.group(1)}>")
+            i = named.end()
+            continue
+        if ch == "[":
+            i = _pcre_class(pattern, i, out)
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _pcre_class(pattern: str, i: int, out: list[str]) -> int:
+    """Copy the character class at ``pattern[i]`` to ``out``; return the index after it."""
+    n = len(pattern)
+    j = i + 1
+    out.append("[")
+    if pattern.startswith("^", j):
+        out.append("^")
+        j += 1
+    if pattern.startswith("]", j):  # a "]" first in a class is literal
+        out.append("\\]")
+        j += 1
+    while j < n and pattern[j] != "]":
+        posix = _POSIX_CLASS.match(pattern, j)
+        if pattern[j] == "\\":
+            out.append(pattern[j : j + 2])
+            j += 2
+        elif posix is not None and posix.group(1) in _POSIX_CLASSES:
+            out.append(_POSIX_CLASSES[posix.group(1)])
+            j = posix.end()
+        else:
+            out.append("\\[" if pattern[j] == "[" else pattern[j])
+            j += 1
+    if j < n:
+        out.append("]")
+        j += 1
+    return j
 
 
 def compile_regex(pattern: str, caseless: bool) -> re.Pattern[str]:
-    """Compile an nginx (PCRE) regex with Python's ``re``.
+    """Compile an nginx (PCRE2) regex with Python's ``re``.
 
-    PCRE's ``(?<name>...)`` named groups become Python's ``(?P<name>...)``.
+    PCRE2 spellings Python lacks are rewritten first: named groups
+    ``(?<name>...)`` and ``(?'name'...)``, back-references ``\\k<name>``,
+    ``\\k'name'`` and ``\\k{name}``, ``\\z`` and ``\\Z``, and POSIX classes such
+    as ``[[:alpha:]]``.
+
+    Args:
+        pattern: the regex as written in the config.
+        caseless: compile case-insensitively (``~*``, and ``(?i)``).
+
+    Returns:
+        The compiled pattern (named groups keep their names).
 
     Raises:
-        ConfigValueError: ``pcre2_compile() failed: REASON in "PATTERN"``.
+        ConfigValueError: ``pcre2_compile() failed: REASON in "PATTERN"``,
+            REASON in PCRE2's words for common faults.
 
     Differs from nginx: Python's ``re`` dialect, not PCRE2; common PCRE
     syntax (classes, anchors, groups, named groups, lookarounds) is the same.
+    Error messages lack PCRE2's ``at "..."`` offset, and faults not in
+    ``_PCRE_MESSAGES`` keep Python's wording.
+
+    Source: nginx src/core/ngx_regex.c, ngx_regex_compile.
     """
-    py = re.sub(r"\(\?<(?![=!])", "(?P<", pattern)
+    py = _pcre_to_python(pattern)
     try:
         return re.compile(py, re.IGNORECASE if caseless else 0)
     except re.error as exc:
-        raise ConfigValueError(f'pcre2_compile() failed: {exc.msg} in "{pattern}"') from None
+        reason = next((pcre for msg, pcre in _PCRE_MESSAGES.items() if exc.msg.startswith(msg)), exc.msg)
+        raise ConfigValueError(f'pcre2_compile() failed: {reason} in "{pattern}"') from None
+
+
+def compile_server_regex(name: str) -> re.Pattern[str]:
+    """Compile a ``server_name ~regex`` (``name`` with its "~").
+
+    The regex is caseless when it has an uppercase letter, as in nginx
+    (hosts are lower-cased before matching).
+
+    Raises:
+        ConfigValueError: ``pcre2_compile() failed: ...``.
+
+    Source: nginx src/http/ngx_http_core_module.c, ngx_http_core_server_name.
+    """
+    pattern = name[1:]
+    return compile_regex(pattern, any("A" <= c <= "Z" for c in pattern))

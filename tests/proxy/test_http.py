@@ -264,8 +264,8 @@ class TestErrors:
         out = curl("-i", f"http://127.0.0.1:{port}/x")
         assert out.stdout.startswith(b"HTTP/1.1 502")
         assert b"502 Bad Gateway" in out.stdout
-        assert "connect() failed (111: Connection refused) while connecting to upstream" in p.stderr
-        assert f'upstream: "http://127.0.0.1:{dead}/x"' in p.stderr
+        wait_for(lambda: "connect() failed (111: Connection refused) while connecting to upstream" in p.stderr)
+        wait_for(lambda: f'upstream: "http://127.0.0.1:{dead}/x"' in p.stderr)
 
     def test_read_timeout_is_504(self, backend, run_pyngx):
         """A backend slower than proxy_read_timeout gives 504 and a log line."""
@@ -275,7 +275,7 @@ class TestErrors:
         out = curl("-i", f"http://127.0.0.1:{port}/slow/5")
         assert out.stdout.startswith(b"HTTP/1.1 504")
         assert time.monotonic() - t0 < 4
-        assert "upstream timed out (110: Connection timed out) while reading response header from upstream" in p.stderr
+        wait_for(lambda: "upstream timed out (110: Connection timed out) while reading response header from upstream" in p.stderr)
 
     def test_connect_timeout_is_504(self, run_pyngx):
         """An upstream whose accept queue is full times out on connect: 504."""
@@ -298,7 +298,7 @@ class TestErrors:
             p = run_pyngx(conf(port, f"location / {{ proxy_pass http://127.0.0.1:{bport}; proxy_connect_timeout 500ms; }}"), port=port)
             out = curl("-i", f"http://127.0.0.1:{port}/x", timeout=15)
             assert out.stdout.startswith(b"HTTP/1.1 504")
-            assert "while connecting to upstream" in p.stderr
+            wait_for(lambda: "while connecting to upstream" in p.stderr)
         finally:
             for c in fillers:
                 c.close()
@@ -327,7 +327,7 @@ class TestErrors:
             p = run_pyngx(conf(port, f"location / {{ proxy_pass http://127.0.0.1:{bport}; }}"), port=port)
             out = curl("-i", f"http://127.0.0.1:{port}/x", timeout=15)
             assert out.stdout.startswith(b"HTTP/1.1 502")
-            assert "upstream prematurely closed connection" in p.stderr
+            wait_for(lambda: "upstream prematurely closed connection" in p.stderr)
         finally:
             srv.close()
 
