@@ -125,6 +125,12 @@ class Procs:
         return out.decode(errors="replace")
 
 
+def _hold_signals() -> None:
+    """A second Ctrl-C must not cut the cleanup short."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -717,6 +723,7 @@ def bench(args: argparse.Namespace) -> int:
             print(f"\nwritten to {BENCH / 'results.md'}")
         return 0
     finally:
+        _hold_signals()
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -797,6 +804,7 @@ def profile(args: argparse.Namespace) -> int:
         print(f"\nwritten to {OUT / 'summary.md'}")
         return 0
     finally:
+        _hold_signals()
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
 

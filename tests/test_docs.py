@@ -84,12 +84,13 @@ class TestManPagesRender:
 
 class TestSystemdUnit:
     def test_runs_the_system_config(self) -> None:
-        """The unit tests /etc/pyngx/pyngx.conf before starting and then serves it."""
+        """The unit tests /etc/pyngx/pyngx.conf, serves it as Type=notify, reloads with HUP, stops with QUIT."""
         lines = UNIT.read_text().splitlines()
         assert f"ExecStartPre={INSTALLED_PYNGX} -t -q -c /etc/pyngx/pyngx.conf" in lines
         assert f"ExecStart={INSTALLED_PYNGX} -c /etc/pyngx/pyngx.conf" in lines
-        assert "KillSignal=SIGTERM" in lines
-        assert not any(line.startswith("ExecReload=") for line in lines)  # no SIGHUP handling yet
+        assert "Type=notify" in lines
+        assert "ExecReload=/bin/kill -HUP $MAINPID" in lines
+        assert "KillSignal=SIGQUIT" in lines
 
     def test_systemd_analyze_verify(self, tmp_path: Path) -> None:
         """``systemd-analyze verify`` accepts the unit, with the binary and man pages it names present."""

@@ -202,7 +202,7 @@ def parse_listen(args: tuple[str, ...]) -> Listen:
     if addr.startswith("unix:"):
         host, port = addr, 0
         if len(addr) == 5:
-            raise ConfigValueError(f'no path in the unix domain socket "{addr}" of the "listen" directive')
+            raise ConfigValueError(f'no path in the unix domain socket in "{addr}" of the "listen" directive')
     elif addr.startswith("["):
         end = addr.find("]")
         if end < 0:

@@ -476,7 +476,6 @@ class _Relay:
             self.req.body_bytes_sent = self.to_client
             if end is None:  # cancelled from outside (shutdown): both sides go away
                 await self.close_both(_GOING_AWAY, "", _GOING_AWAY, "")
-                await self.drain_client()
         assert end is not None
         await self.finish(end)
         if end.side != "client" or end.kind == "timeout":

@@ -121,8 +121,8 @@ class TestGrammar:
         assert syntax_error("location ~ ^/a{2} { }").message == 'unexpected end of file, expecting "}"'
 
     def test_quote_may_be_followed_by_separators(self) -> None:
-        """A closing quote may touch ";", "{" or ")"."""
-        assert tree(parse_string('a "b";c "d"{}e "f")";')) == [
+        """A closing quote may touch ";", "{" or ")" (which then starts a new word)."""
+        assert tree(parse_string('a "b";c "d"{}e "f");')) == [
             ("a", ("b",), None),
             ("c", ("d",), []),
             ("e", ("f", ")"), None),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -156,20 +157,20 @@ class TestRelay:
         """500 connections open at once through one worker all relay, and
         closing them leaves pyngx with no more sockets than before."""
         s = make()
-        async with connect(s.url("/ws/echo"), proxy=None) as ws:  # warm up: lazily opened fds
-            await ws.send("x")
-            assert await ws.recv() == "x"
+        async with connect(s.url("/ws/echo"), proxy=None) as warm:  # pyngx opens some fds lazily
+            await warm.send("x")
+            assert await warm.recv() == "x"
         await s.box.get("closed")
         baseline = open_fds(s.pyngx.pid)
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as session:
             conns = await asyncio.gather(*(session.ws_connect(s.url("/ws/echo")) for _ in range(500)))
             assert open_fds(s.pyngx.pid) >= baseline + 990  # a client and an upstream socket each
-            for i, ws in enumerate(conns):
-                await ws.send_str(f"c{i}")
-            replies = await asyncio.gather(*(ws.receive(timeout=20) for ws in conns))
+            for i, conn in enumerate(conns):
+                await conn.send_str(f"c{i}")
+            replies = await asyncio.gather(*(conn.receive(timeout=20) for conn in conns))
             assert [r.data for r in replies] == [f"c{i}" for i in range(500)]
-            await asyncio.gather(*(ws.close() for ws in conns))
+            await asyncio.gather(*(conn.close() for conn in conns))
         await wait_for(lambda: open_fds(s.pyngx.pid) <= baseline, timeout=15)
 
 
@@ -361,6 +362,17 @@ class TestClose:
         await ws.send("x")
         assert await ws.recv() == "x"
         ws.transport.abort()
+        assert (await s.box.get("closed"))[0] == 1001
+
+    async def test_stop_closes_both_sides(self, make: Callable[..., Setup]) -> None:
+        """Stopping pyngx closes open WebSockets with 1001 on both sides."""
+        s = make()
+        async with connect(s.url("/ws/echo"), proxy=None) as ws:
+            await ws.send("x")
+            assert await ws.recv() == "x"
+            s.pyngx.proc.send_signal(signal.SIGTERM)
+            exc = await closed(ws)
+        assert exc.rcvd is not None and exc.rcvd.code == 1001
         assert (await s.box.get("closed"))[0] == 1001
 
     async def test_client_message_too_big(self, make: Callable[..., Setup]) -> None:
