@@ -366,10 +366,10 @@ class Bed:
         for d in (self.tmp, self.tmp / "www", www):
             d.chmod(0o755)
         (www / "1m").write_bytes(os.urandom(MIB))
-        with open(www / "big", "wb") as f:
-            f.truncate(big)  # sparse: served from the page cache, no disk
-        for f in www.iterdir():
-            f.chmod(0o644)
+        with open(www / "big", "wb") as out:
+            out.truncate(big)  # sparse: served from the page cache, no disk
+        for path in www.iterdir():
+            path.chmod(0o644)
         self.origin, self.sink = free_port(), free_port()
         conf = self.tmp / "origin.conf"
         conf.write_text(origin_conf(self.tmp, self.origin))
@@ -572,7 +572,8 @@ def table(res: Results, targets: list[str], big: int, ws_row: str) -> str:
                 cells.append(f"{m.fmt(v)} ({ratio(v, ngx)} N, {ratio(v, best[1] if best else None)} P)")
         cells.append(best[0] if best else "–")
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("| WebSocket echo msg/s, 1 and 100 conns | " + " | ".join([ws_row] * len(targets)) + " | – |")
+    lines.append("| WebSocket echo msg/s, 1 and 100 conns | " + " | ".join([ws_row] + [""] * (len(targets) - 1))
+                 + " | |")
     return "\n".join(lines)
 
 
@@ -681,13 +682,25 @@ def workers_line(bed: Bed, res: Results, args: argparse.Namespace) -> str:
     procs = len(tree(t.pid))
     if procs < 2:
         return f"n/a (`worker_processes 2` runs {procs} process; pyngx has no workers yet)"
-    rates = [wrk(bed.procs, f"http://127.0.0.1:{t.port}/13", 32, args.duration).rps for _ in range(args.reps)]
-    return (f"{statistics.median(rates):,.0f} req/s for 13 B at 32 conns ({procs} processes on cores 0-1, "
-            f"sharing core 1 with wrk and the origin; not comparable to the pinned figures)")
+    runs = [loaded(bed.procs, t, "/13", 32, args.duration) for _ in range(args.reps)]
+    rps = statistics.median(r.rps for r, _ in runs)
+    cpu = statistics.median(c for _, c in runs if c is not None)
+    return (f"{rps:,.0f} req/s for 13 B at 32 conns, {cpu:.0f} µs CPU per request over all its processes "
+            f"({procs} processes: master and workers, on cores 0-1, sharing core 1 with wrk and the origin: "
+            "the req/s is not comparable to the pinned figures above, the CPU per request is)")
 
 
 def ws_row() -> str:
-    return "see ws_bench.py" if (BENCH / "ws_bench.py").exists() else "see ws_bench.py (not present yet)"
+    return "see `python bench/ws_bench.py` (`--ws`)" if (BENCH / "ws_bench.py").exists() else "n/a"
+
+
+def ws_bench(procs: Procs) -> str:
+    """Run bench/ws_bench.py (another file, its own setup) and return its output."""
+    try:
+        out = procs.run([sys.executable, str(BENCH / "ws_bench.py")], timeout=600)
+    except RuntimeError as exc:
+        out = f"ws_bench.py failed: {exc}"
+    return "## WebSocket (bench/ws_bench.py, unpinned)\n\n```\n" + out.strip() + "\n```"
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -716,6 +729,9 @@ def bench(args: argparse.Namespace) -> int:
         w2 = workers_line(bed, res, args) if "pyngx" in names else "not run"
         elapsed = time.monotonic() - t0
         report = render(res, names, args, w2, elapsed)
+        if args.ws and (BENCH / "ws_bench.py").exists():
+            print("running bench/ws_bench.py", flush=True)
+            report += "\n\n" + ws_bench(procs)
         print()
         print(report)
         if not args.no_write:
@@ -930,6 +946,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--big", type=int, default=None,
                    help="bytes in the upload/download case (default 1 GiB; --quick 256 MiB)")
     p.add_argument("--only", default=",".join(TARGETS), help=f"comma-separated targets (default {','.join(TARGETS)})")
+    p.add_argument("--ws", action="store_true", help="also run bench/ws_bench.py and append its output")
     p.add_argument("--no-write", action="store_true", help="print the table only, leave bench/results.md alone")
     p.add_argument("--profile", action="store_true",
                    help="run pyngx under py-spy while wrk loads it; write bench/out/ (see bench/profile.sh)")

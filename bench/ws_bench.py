@@ -161,6 +161,8 @@ async def stream_rate(session: aiohttp.ClientSession, url: str, conns: int, per_
     got = await asyncio.gather(*(one(ws) for ws in wss))
     elapsed = time.monotonic() - t0
     await asyncio.gather(*(ws.close() for ws in wss))
+    if sum(got) != conns * per_conn:
+        raise RuntimeError(f"stream: received {sum(got)} of {conns * per_conn} messages")
     return sum(got) / elapsed
 
 

@@ -238,7 +238,7 @@ class AccessLogger:
     def log(self, targets: tuple[AccessLog, ...], req: Request) -> None:
         """Queue one line per target for ``req`` (nginx: ngx_http_log_module)."""
         for target in targets:
-            self._logger(target.path).info(target.template.render_log(req))
+            self._logger(target.path).info(target.template.render_log(req, target.escape))
 
     def open_all(self, targets: list[AccessLog]) -> None:
         """Check now that every file target can be opened for appending.

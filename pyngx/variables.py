@@ -148,6 +148,29 @@ PREFIX_VARIABLES: dict[str, Callable[[str], Getter]] = {
     "cookie_": _cookie,
 }
 
+def _escape_default(value: str) -> str:
+    if not value:
+        return "-"
+    if all(0x20 <= ord(c) <= 0x7E and c not in '"\\' for c in value):
+        return value
+    return "".join(
+        f"\\x{b:02X}" if b < 0x20 or b > 0x7E or b in (0x22, 0x5C) else chr(b)
+        for b in value.encode("utf-8", "surrogateescape")
+    )
+
+
+def _escape_json(value: str) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)[1:-1]
+
+
+_LOG_ESCAPES: dict[str, Callable[[str], str]] = {
+    "default": _escape_default,
+    "json": _escape_json,
+    "none": lambda v: v,
+}
+
 # "$1abc" is capture 1 then "abc", as ngx_http_script_compile reads one digit.
 _VAR_RE = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([0-9])|([A-Za-z_][A-Za-z0-9_]*))")
 
@@ -211,9 +234,19 @@ class Template:
             return self.constant
         return "".join(p if isinstance(p, str) else p(r) for p in self.parts)
 
-    def render_log(self, r: Request) -> str:
-        """Evaluate for a log line: an empty variable is written "-", as nginx's log module."""
-        return "".join(p if isinstance(p, str) else (p(r) or "-") for p in self.parts)
+    def render_log(self, r: Request, escape: str = "default") -> str:
+        """Evaluate for a log line, as nginx's log module.
+
+        Args:
+            r: the request.
+            escape: "default": an empty value is "-", and '"', '\\' and bytes
+                outside 0x20-0x7e become \\xXX; "json": JSON string escapes,
+                empty stays empty; "none": values as they are.
+
+        Source: nginx docs: ngx_http_log_module, log_format (escape=).
+        """
+        esc = _LOG_ESCAPES[escape]
+        return "".join(p if isinstance(p, str) else esc(p(r)) for p in self.parts)
 
     def __repr__(self) -> str:
         return f"Template({self.text!r})"

@@ -158,3 +158,45 @@ class TestWorkers:
         assert get(port)[0] == 200
         assert "exited with code" in p.stderr
         assert p.stop() == 0
+
+
+class TestLogs:
+    def test_log_format_json_and_escape(self, run_pyngx, tmp_path):
+        """log_format with escape=json, the built-in json format and combined's \\xXX escapes."""
+        import json
+
+        port = free_port()
+        p = run_pyngx(f"""http {{
+            log_format mine escape=json '{{"s":$status,' '"ua":"$http_user_agent"}}';
+            server {{ listen 127.0.0.1:{port};
+                access_log {tmp_path}/mine.log mine; access_log {tmp_path}/json.log json; access_log {tmp_path}/c.log;
+                location / {{ return 200 x; }} }} }}""", port=port)
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/q", headers={"User-Agent": 'a"b\\c'})
+        urllib.request.urlopen(req, timeout=5).read()
+        wait_for(lambda: all((tmp_path / n).exists() and (tmp_path / n).read_text() for n in ("mine.log", "json.log", "c.log")))
+        assert json.loads((tmp_path / "mine.log").read_text()) == {"s": 200, "ua": 'a"b\\c'}
+        entry = json.loads((tmp_path / "json.log").read_text())
+        assert entry["request"] == "GET /q HTTP/1.1" and entry["status"] == 200 and entry["remote_user"] == ""
+        assert (tmp_path / "c.log").read_text().rstrip().endswith('"-" "a\\x22b\\x5Cc"')
+        assert p.proc.poll() is None
+
+    def test_error_log_file_and_level(self, run_pyngx, tmp_path):
+        """error_log FILE LEVEL writes nginx-shaped lines at that level and above only."""
+        port, dead = free_port(), free_port()
+        log = tmp_path / "error.log"
+        run_pyngx(f"error_log {log} warn; http {{ server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://127.0.0.1:{dead}; }} }} }}", port=port)
+        get(port, "/x")
+        wait_for(lambda: log.exists() and "[error]" in log.read_text())
+        text = log.read_text()
+        assert "[notice]" not in text  # "started" is below warn
+        import re
+
+        assert re.search(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[error\] \d+#0: upstream_failed: connect\(\) failed", text, re.M)
+
+    def test_unknown_log_format_is_config_error(self, tmp_path):
+        """access_log with an undefined format fails -t with nginx's message."""
+        conf = tmp_path / "c.conf"
+        conf.write_text("http {\n  access_log x.log nosuch;\n}\n")
+        out = pyngx_cmd("-t", "-c", str(conf))
+        assert out.returncode == 1
+        assert f'pyngx: [emerg] unknown log format "nosuch" in {conf}:2' in out.stderr

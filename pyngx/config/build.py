@@ -70,7 +70,14 @@ class _Scope:
             scope = scope.parent
         return frozenset(names)
 
-    def log_format(self, name: str) -> str | None:
+    def log_format(self, name: str) -> tuple[str, str] | None:
+        """(format text, escape) of a built-in or earlier ``log_format``."""
+        scope: _Scope | None = self
+        while scope is not None:
+            defined = scope.values.get("log_format")
+            if defined and name in defined:
+                return defined[name]  # type: ignore[no-any-return]
+            scope = scope.parent
         return LOG_FORMATS.get(name)
 
 
@@ -286,7 +293,7 @@ class _Builder:
         )
         full = {s.field: values.get(s.field, s.default) for s in LOC_FIELDS}
         if full["access_log"] is None:
-            full["access_log"] = (AccessLog("stdout", "combined", Template(LOG_FORMATS["combined"])),)
+            full["access_log"] = (AccessLog("stdout", "combined", Template(LOG_FORMATS["combined"][0])),)
         return LocationConf(
             modifier=modifier,
             name=name,

@@ -43,7 +43,7 @@ class SetterScope(Protocol):
     @property
     def captures(self) -> frozenset[str]: ...
 
-    def log_format(self, name: str) -> str | None: ...
+    def log_format(self, name: str) -> tuple[str, str] | None: ...
 
 
 Setter = Callable[[tuple[str, ...], Any, SetterScope], Any]
@@ -191,12 +191,39 @@ def set_access_log(args: tuple[str, ...], old: Any, scope: SetterScope) -> tuple
             raise ConfigValueError('invalid parameter "%s"' % args[1])
         return ()
     fmt = args[1] if len(args) > 1 else "combined"
-    text = scope.log_format(fmt)
-    if text is None:
+    found = scope.log_format(fmt)
+    if found is None:
         raise ConfigValueError(f'unknown log format "{fmt}"')
     for extra in args[2:]:
         raise ConfigValueError(f'the "{extra}" parameter of "access_log" is not supported by pyngx')
-    return (*(old or ()), AccessLog(args[0], fmt, Template(text)))
+    text, escape = found
+    return (*(old or ()), AccessLog(args[0], fmt, Template(text), escape))
+
+
+_ESCAPES = ("default", "json", "none")
+
+
+def set_log_format(args: tuple[str, ...], old: Any, scope: SetterScope) -> dict[str, tuple[str, str]]:
+    """``log_format name [escape=default|json|none] string ...`` (ngx_http_log_module).
+
+    Raises:
+        ConfigValueError: ``duplicate "log_format" name "X"``, ``unknown log format escaping "X"``.
+    """
+    formats = dict(old or {})
+    name, rest = args[0], list(args[1:])
+    escape = "default"
+    if rest and rest[0].startswith("escape="):
+        escape = rest.pop(0)[7:]
+        if escape not in _ESCAPES:
+            raise ConfigValueError(f'unknown log format escaping "{escape}"')
+    if not rest:
+        raise ConfigValueError('invalid number of arguments in "log_format" directive')
+    if name in formats or name in LOG_FORMATS:
+        raise ConfigValueError(f'duplicate "log_format" name "{name}"')
+    text = "".join(rest)
+    Template(text)  # unknown variables fail here, at load time
+    formats[name] = (text, escape)
+    return formats
 
 
 _LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
@@ -271,6 +298,10 @@ _ROWS: list[DirectiveSpec] = [
     _spec("access_log", HSL, (1, None), "access_log path [format] | off;", default=None,
           default_doc="stdout combined", setter=set_access_log, multi=True, source="ngx_http_log_module",
           differs="Default target is stdout, not logs/access.log; buffer=, gzip, flush=, if= are not supported."),
+    _spec("log_format", {HTTP}, (2, None), "log_format name [escape=default|json|none] string ...;",
+          default=None, default_doc="combined \"...\"", setter=set_log_format, multi=True, level=HTTP,
+          source="ngx_http_log_module",
+          differs='A built-in "json" format (escape=json) is also defined.'),
     # rewrite -- nginx: ngx_http_rewrite_module
     _spec("return", {SERVER, LOCATION}, (1, 2), "return code [text]; return code URL; return URL;", default=None,
           setter=set_return, multi=True, inherit=False, source="ngx_http_rewrite_module"),
@@ -298,10 +329,16 @@ DIRECTIVES: dict[str, DirectiveSpec] = {row.name: row for row in _ROWS}
 #: Directives whose values live on LocationConf (merged http -> server -> location).
 LOC_FIELDS: tuple[DirectiveSpec, ...] = tuple(s for s in _ROWS if s.level == "loc")
 
-#: Built-in log formats (nginx: ngx_http_log_module, log_format).
-LOG_FORMATS: dict[str, str] = {
-    "combined": '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
-    '"$http_referer" "$http_user_agent"',
+#: Built-in log formats: name -> (format, escape) (nginx: ngx_http_log_module,
+#: log_format; "json" is pyngx's).
+LOG_FORMATS: dict[str, tuple[str, str]] = {
+    "combined": ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+                 '"$http_referer" "$http_user_agent"', "default"),
+    "json": ('{"time":"$time_iso8601","remote_addr":"$remote_addr","remote_user":"$remote_user",'
+             '"request":"$request","status":$status,"body_bytes_sent":$body_bytes_sent,'
+             '"request_time":$request_time,"http_referer":"$http_referer","http_user_agent":"$http_user_agent",'
+             '"host":"$host","upstream_addr":"$upstream_addr","upstream_status":"$upstream_status",'
+             '"upstream_response_time":"$upstream_response_time"}', "json"),
 }
 
 #: nginx directives that pyngx knows but does not support yet.
@@ -311,7 +348,7 @@ NGINX_DIRECTIVES: frozenset[str] = frozenset(
     working_directory env load_module lock_file master_process pcre_jit thread_pool timer_resolution
     ssl_engine debug_points worker_rlimit_core google_perftools_profiles
     use multi_accept accept_mutex accept_mutex_delay debug_connection worker_aio_requests
-    stream mail upstream map geo split_clients types include log_format open_log_file_cache
+    stream mail upstream map geo split_clients types include open_log_file_cache
     rewrite set if break rewrite_log uninitialized_variable_warn error_page add_header add_trailer
     expires root alias index try_files autoindex autoindex_exact_size autoindex_format autoindex_localtime
     client_max_body_size client_body_buffer_size client_body_timeout client_header_timeout

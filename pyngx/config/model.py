@@ -29,11 +29,13 @@ class AccessLog:
         path: file path, or "stderr" / "stdout" (also "/dev/stderr", "/dev/stdout").
         format: the log_format name ("combined" is built in).
         template: the compiled format.
+        escape: how variable values are escaped: "default", "json" or "none".
     """
 
     path: str
     format: str
     template: Template
+    escape: str = "default"
 
 
 @dataclass(frozen=True, slots=True)
