@@ -14,8 +14,8 @@ drives both from this process with aiohttp clients, all on 127.0.0.1:
             connections (each round trip crosses pyngx twice);
     stream  upstream -> client messages per second, pipelined (the
             upstream sends as fast as the connection takes them);
-    rss     pyngx's resident memory idle, and with ``--open`` WebSockets
-            open (each has exchanged one message).
+    rss     pyngx's resident memory fresh, with ``--open`` WebSockets
+            open (each has exchanged one message), and after the runs.
 
 echo and stream run at concurrency 1 and 100, directly against the
 upstream and through pyngx. Client, pyngx and upstream share the
@@ -60,6 +60,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     count, size = int(request.query["count"]), int(request.query["size"])
     ws = web.WebSocketResponse()
     await ws.prepare(request)
+    await ws.receive()  # "go": the client starts its clock, then the stream starts
     block = b"x" * size
     for _ in range(count):
         await ws.send_bytes(block)
@@ -158,6 +159,8 @@ async def stream_rate(session: aiohttp.ClientSession, url: str, conns: int, per_
         return n
 
     t0 = time.monotonic()
+    for ws in wss:
+        await ws.send_str("go")
     got = await asyncio.gather(*(one(ws) for ws in wss))
     elapsed = time.monotonic() - t0
     await asyncio.gather(*(ws.close() for ws in wss))
@@ -181,6 +184,13 @@ async def bench(args: argparse.Namespace, upstream_port: int, pyngx_port: int, p
     proxied = f"http://127.0.0.1:{pyngx_port}"
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
+        fresh = rss_kib(pyngx_pid)
+        wss = await open_many(session, proxied + "/ws/echo", args.open)
+        loaded = rss_kib(pyngx_pid)
+        print(f"pyngx RSS: {fresh / 1024:.1f} MiB fresh, {loaded / 1024:.1f} MiB with {len(wss)} WebSockets open "
+              f"({(loaded - fresh) / len(wss):.1f} KiB each)")
+        await asyncio.gather(*(ws.close() for ws in wss))
+
         # Warm both paths up (imports, first connections) before measuring.
         await echo_rate(session, direct + "/ws/echo", 1, 0.3, args.size)
         await echo_rate(session, proxied + "/ws/echo", 1, 0.3, args.size)
@@ -197,14 +207,7 @@ async def bench(args: argparse.Namespace, upstream_port: int, pyngx_port: int, p
             d = await run(direct)
             p = await run(proxied)
             print(f"{name:<10}{conc:>6}{d:>12,.0f}{p:>12,.0f}{p / d:>8.2f}")
-
-        idle = rss_kib(pyngx_pid)
-        wss = await open_many(session, proxied + "/ws/echo", args.open)
-        loaded = rss_kib(pyngx_pid)
-        print(f"pyngx RSS: {idle / 1024:.1f} MiB idle (after the runs above), "
-              f"{loaded / 1024:.1f} MiB with {len(wss)} WebSockets open "
-              f"({(loaded - idle) / len(wss):.1f} KiB each)")
-        await asyncio.gather(*(ws.close() for ws in wss))
+        print(f"pyngx RSS after the runs: {rss_kib(pyngx_pid) / 1024:.1f} MiB")
 
 
 def main() -> int:

@@ -17,6 +17,12 @@ Location matching follows ngx_http_core_find_location::
          -> that location; then find(its nested, uri); stop
       5. else the prefix of step 2 (or nothing: 404)
 
+    A "^~" only stops the regexes of its own level: a nested "^~" still
+    lets the outer level's regexes run. Exact and prefix locations nested
+    in a regex location are accepted but never matched, because nginx
+    builds no static tree below a regex location; only the nested regexes
+    are searched there.
+
 Server selection follows ngx_http_find_virtual_server: exact name, then the
 longest "*.name" wildcard, then the longest "name.*" wildcard, then the
 first matching regex in file order, else the default server of the
@@ -53,6 +59,9 @@ class LocationLevel:
     def compile(cls, conf: LocationConf) -> LocationLevel:
         """Compile the nested locations of ``conf`` (recursively).
 
+        Below a regex location only regexes are kept (see the module doc;
+        nginx: ngx_http_init_static_location_trees skips regex locations).
+
         A static location (exact or prefix) whose name ends with "/" and that
         has proxy_pass gives the name without the slash an auto-redirect; an
         exact location of that name takes the request, as it shares nginx's
@@ -63,7 +72,10 @@ class LocationLevel:
         """
         level = cls()
         redirects: list[str] = []
+        static = conf.modifier not in ("~", "~*")
         for loc in conf.locations:
+            if loc.modifier in ("=", "", "^~") and not static:
+                continue
             if loc.modifier == "=":
                 level.exact[loc.name] = loc
             elif loc.modifier in ("", "^~"):

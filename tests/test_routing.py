@@ -162,10 +162,11 @@ LOCATION_CASES = [
     ("outer-noregex", "/p/x.js", r"~ \.js$"),
     ("outer-noregex", "/p/q/x", "/p/q/"),
     ("outer-noregex", "/x.js", r"~ \.(js)$"),
-    # after a regex matches, its nested locations are searched
+    # after a regex matches, its nested regexes are searched; prefix
+    # locations nested in a regex are never matched (nginx builds no tree)
     ("regex-nested", "/r/a", "~ /r"),
     ("regex-nested", "/r/a.png", r"~ \.png$"),
-    ("regex-nested", "/r/s/a", "/r/s/"),
+    ("regex-nested", "/r/s/a", "~ /r"),
     ("regex-nested", "/r/s/a.png", r"~ \.png$"),
     ("regex-nested", "/x/r/a", "~ /r"),
     ("regex-nested", "/t/a.md", r"~ \.md$"),
@@ -227,15 +228,18 @@ class TestLocationMatching:
         assert loc is not None and loc.modifier == "~*"
         assert match is not None and match.group("rest") == "rest/of" and match.group(1) == "rest/of"
 
-    def test_nested_prefix_keeps_the_outer_regex_match(self) -> None:
-        """A prefix nested in a regex location keeps the regex's captures."""
-        config = server_config(r"location ~ /r/ { location /r/s/ { } }")
+    def test_static_locations_inside_a_regex_are_never_matched(self) -> None:
+        """Exact and prefix locations nested in a regex location never match, as in nginx."""
+        config = server_config(r"location ~ ^/(r)/ { location ~ (x)$ { } } location ~ /r { location = /r { } }")
         assert config.http is not None
-        rc, loc, match = RouteTable(config).location(config.http.servers[0], "/x/r/s/")
-        assert describe((rc, loc, match)) == "~ /r/"  # the nested prefix does not match "/x/r/s/"
-        rc, loc, match = RouteTable(config).location(config.http.servers[0], "/r/s/x")
-        assert loc is not None and loc.name == "/r/s/"
-        assert match is not None and match.group(0) == "/r/"
+        routes, srv = RouteTable(config), config.http.servers[0]
+        assert describe(routes.location(srv, "/r")) == "~ /r"
+        rc, loc, match = routes.location(srv, "/r/s/x")
+        assert describe((rc, loc, match)) == "~ (x)$"
+        assert match is not None and match.group(1) == "x"
+        rc, loc, match = routes.location(srv, "/r/s/")
+        assert describe((rc, loc, match)) == "~ ^/(r)/"
+        assert match is not None and match.group(1) == "r"
 
     def test_named_locations_are_never_matched(self) -> None:
         """@name locations are not searched."""

@@ -4,9 +4,12 @@ Owns: the walk over parsed directives with a context (main, events, http,
 server, location), the table checks in nginx's order (unknown / not
 supported, not allowed here, block shape, arity, duplicate), calling each
 spec's setter, and the parent -> child merge of location-level values
-(nginx's merge_loc_conf). Also location and server checks that need the
-whole tree (nested location outside its parent, duplicate location,
-duplicate default server, proxy_pass URI in a regex location).
+(nginx's merge_loc_conf). Also the checks nginx makes in directive
+handlers (``_AFTER_SET``: duplicate listen / listen options / default
+server per address, proxy_pass URI in a regex or named location,
+server_name regexes), the location checks (inside an exact or named
+location, outside its parent, duplicate), and the ``conflicting server
+name`` warnings.
 
 Input: ``Parsed`` from parse.py. Output: ``Config``.
 Must not: do network I/O or build runtime objects (runtime.py does).
@@ -20,9 +23,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from pyngx.config.directives import (

@@ -252,7 +252,7 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> ConfigError:
     if isinstance(exc, UnexpectedToken):
         return ConfigError(f'unexpected "{exc.token}"', file, exc.token.line, exc.token.column)
     if isinstance(exc, UnexpectedCharacters):
-        pos = exc.pos_in_stream
+        pos = exc.pos_in_stream if exc.pos_in_stream is not None else len(text)
         quote = _QUOTED.get(text[pos]) if pos < len(text) else None
         m = quote.match(text, pos) if quote is not None else None
         if m is not None and m.end() < len(text):

@@ -265,7 +265,7 @@ def _resolve(host: str, whole: str) -> str:
     import socket
 
     try:
-        return socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+        return str(socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
     except OSError:
         raise ConfigValueError(f'host not found in "{whole}" of the "listen" directive') from None
 
@@ -332,10 +332,11 @@ def parse_proxy_pass(url: str) -> ProxyPass:
         raise ConfigValueError("invalid URL prefix")
     default_port = 443 if scheme == "https" else 80
     if rest.startswith("unix:"):
-        path, sep, uri = rest[5:].partition(":")
+        path, sep, unix_uri = rest[5:].partition(":")
         if not path:
             raise ConfigValueError(f'no path in the unix domain socket in upstream "{rest}"')
-        return ProxyPass(scheme, path, 0, uri if sep else None, True, url)
+        return ProxyPass(scheme, path, 0, unix_uri if sep else None, True, url)
+    uri: str | None
     slash = rest.find("/")
     authority, uri = (rest, None) if slash < 0 else (rest[:slash], rest[slash:])
     if "?" in authority:

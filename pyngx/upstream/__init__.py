@@ -1,0 +1,1 @@
+"""Upstream groups: peer state (peers.py) and load-balancing methods (balancers.py)."""
