@@ -179,6 +179,24 @@ def tree(pid: int) -> list[int]:
     return out
 
 
+def thread_cpu(pid: int | None) -> dict[str, float]:
+    """CPU seconds per thread of ``pid``'s tree: "main" for the first
+    thread of each process, others by name (/proc/PID/task/TID/comm)."""
+    out: dict[str, float] = {}
+    if pid is None:
+        return out
+    hz = os.sysconf("SC_CLK_TCK")
+    for p in tree(pid):
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                name = "main" if task.name == str(p) else (task / "comm").read_text().strip()
+            except OSError:
+                continue
+            out[name] = out.get(name, 0.0) + (int(stat[11]) + int(stat[12])) / hz
+    return out
+
+
 def cpu_seconds(pid: int | None) -> float:
     """CPU time (user + system) used so far by ``pid`` and its descendants."""
     if pid is None:
@@ -588,6 +606,22 @@ def raw_table(res: Results, targets: list[str], big: int) -> str:
     return "\n".join(lines)
 
 
+def pyngx_version(root: Path, commit: str | None = None) -> str:
+    """Which pyngx ran: the commit and whether pyngx/ had local changes."""
+    if commit:
+        return f"pyngx at {commit}"
+    if root.resolve() != ROOT:
+        return f"pyngx from {root}"
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "pyngx"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "pyngx from this checkout"
+    return f"pyngx at {head or 'unknown commit'}" + (" with uncommitted changes in pyngx/" if dirty else "")
+
+
 def machine() -> str:
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -750,6 +784,7 @@ def render(res: Results, names: list[str], args: argparse.Namespace, w2: str, el
         "# pyngx benchmark",
         "",
         machine(),
+        f"- {pyngx_version(args.pyngx, args.commit_label)}",
         f"- run: `python bench/run.py {' '.join(sys.argv[1:])}`".rstrip() + f", {args.reps} repetitions, "
         f"wrk {args.duration:g} s per case, {big} transfers; measuring took {elapsed / 60:.1f} min",
         "",
@@ -788,17 +823,26 @@ def profile(args: argparse.Namespace) -> int:
     OUT.mkdir(exist_ok=True)
     try:
         bed = Bed(procs, tmp, pyngx_root=args.pyngx)
-        bed.start_origin(MIB)
+        bed.start_origin(GIB)
         profiles: dict[str, Profile] = {}
+        transfers: list[Profile] = []
         for name in ("pyngx", "asgi"):
             t = bed.start_proxy(name)
             assert t.pid is not None
             url = f"http://127.0.0.1:{t.port}/13"
             wrk(procs, url, 32, 2)  # warm up
-            runs = [loaded(procs, t, "/13", 32, args.duration) for _ in range(3)]
-            rps = statistics.median(r.rps for r, _ in runs)
-            cpu = statistics.median(c for _, c in runs if c is not None)
-            print(f"{name}: {rps:,.0f} req/s, {cpu:.0f} µs CPU per request without the profiler", flush=True)
+            before = thread_cpu(t.pid)
+            runs = [wrk(procs, url, 32, args.duration) for _ in range(3)]
+            after = thread_cpu(t.pid)
+            requests = sum(r.requests for r in runs)
+            rps = statistics.median(r.rps for r in runs)
+            # µs of CPU per request, per thread: py-spy's samples say how the
+            # main thread's share splits; other threads are named apart.
+            threads = {k: 1e6 * (after[k] - before.get(k, 0.0)) / requests for k in after}
+            cpu = threads.pop("main", 0.0)
+            print(f"{name}: {rps:,.0f} req/s, {cpu:.0f} µs CPU per request in the main thread"
+                  + "".join(f", {v:.1f} µs in thread {k}" for k, v in threads.items()) + " (without the profiler)",
+                  flush=True)
             for fmt, suffix in (("raw", "collapsed.txt"), ("flamegraph", "flame.svg"), ("speedscope", "speedscope.json")):
                 out = OUT / f"{name}.{suffix}"
                 spy = procs.start("py-spy", pinned(LOAD_CPU, [
@@ -810,10 +854,14 @@ def profile(args: argparse.Namespace) -> int:
                 if spy.returncode != 0:
                     raise RuntimeError(f"py-spy failed:\n{_tail(tmp / 'py-spy.log')}")
                 print(f"  py-spy {fmt}: {r.rps:,.0f} req/s while sampled -> bench/out/{out.name}", flush=True)
-            profiles[name] = read_profile(OUT / f"{name}.collapsed.txt", rps, cpu)
+            profiles[name] = read_profile(OUT / f"{name}.collapsed.txt", rps, cpu, threads)
+            if name == "pyngx":
+                transfers = [profile_transfer(procs, tmp, t, upload, args) for upload in (True, False)]
             p = next(q for n, q in procs.procs if n == name)
             procs.stop(p)
-        summary = summarize(profiles["pyngx"], profiles["asgi"])
+        summary = ("# pyngx profile\n\n" + machine() + f"\n- {pyngx_version(args.pyngx, args.commit_label)}\n- run: `bench/profile.sh "
+                   f"{' '.join(sys.argv[2:])}`, py-spy {args.rate} Hz, wrk {args.duration:g} s\n\n"
+                   + summarize(profiles["pyngx"], profiles["asgi"]) + "\n\n" + summarize_transfers(*transfers))
         (OUT / "summary.md").write_text(summary + "\n")
         print()
         print(summary)
@@ -823,6 +871,23 @@ def profile(args: argparse.Namespace) -> int:
         _hold_signals()
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def profile_transfer(procs: Procs, tmp: Path, t: Target, upload: bool, args: argparse.Namespace) -> Profile:
+    """1 GiB uploads or downloads through ``t`` under py-spy; CPU per GiB from an unsampled one."""
+    kind = "upload" if upload else "download"
+    c0 = cpu_seconds(t.pid)
+    curl_transfer(procs, t, GIB, upload)
+    cpu = 1e6 * (cpu_seconds(t.pid) - c0)  # µs per GiB
+    out = OUT / f"{t.name}-{kind}.collapsed.txt"
+    spy = procs.start("py-spy", pinned(LOAD_CPU, [
+        "py-spy", "record", "--subprocesses", "--pid", str(t.pid), "--rate", str(args.rate), "--duration",
+        f"{args.duration:g}", "--format", "raw", "--output", str(out)]), tmp / "py-spy.log")
+    time.sleep(0.5)  # py-spy attaches
+    while spy.poll() is None:
+        curl_transfer(procs, t, GIB, upload)
+    print(f"  py-spy {kind}: {cpu / 1e6:.2f} s CPU per GiB without the profiler -> bench/out/{out.name}", flush=True)
+    return read_profile(out, 0.0, cpu, {})
 
 
 #: The layer a sampled stack belongs to: the innermost frame from one of these
@@ -866,7 +931,9 @@ def layer(frames: list[str]) -> str:
 @dataclass
 class Profile:
     rps: float  # without the profiler
-    cpu: float  # µs of CPU per request, without the profiler
+    cpu: float  # µs of CPU per request in the main thread, without the profiler
+    threads: dict[str, float] = field(default_factory=dict)  # other threads: name -> µs per request
+    thread_samples: int = 0  # samples in other threads, left out
     total: int = 0
     layers: dict[str, int] = field(default_factory=dict)
     leaves: dict[str, int] = field(default_factory=dict)
@@ -877,16 +944,24 @@ class Profile:
         return self.cpu * count / self.total if self.total else 0.0
 
 
-def read_profile(collapsed: Path, rps: float, cpu: float) -> Profile:
-    """Read py-spy's collapsed stacks ("frame;frame;... count")."""
-    prof = Profile(rps, cpu)
+def read_profile(collapsed: Path, rps: float, cpu: float, threads: dict[str, float]) -> Profile:
+    """Read py-spy's collapsed stacks ("frame;frame;... count") of the main thread.
+
+    Other threads' samples are counted apart: py-spy cannot tell that a
+    thread blocked in Rust or C (watchfiles' watcher) is idle, so their
+    samples say nothing; /proc gives their real CPU time (``threads``).
+    """
+    prof = Profile(rps, cpu, threads=threads)
     for line in collapsed.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         if not stack:
             continue
         count = int(n)
-        prof.total += count
         frames = stack.split(";")
+        if any(_path(f) == "threading.py" for f in frames):
+            prof.thread_samples += count
+            continue
+        prof.total += count
         name = layer(frames)
         prof.layers[name] = prof.layers.get(name, 0) + count
         prof.leaves[frames[-1]] = prof.leaves.get(frames[-1], 0) + count
@@ -897,6 +972,29 @@ def read_profile(collapsed: Path, rps: float, cpu: float) -> Profile:
     return prof
 
 
+def summarize_transfers(up: Profile, down: Profile) -> str:
+    """Where pyngx's time goes while it streams 1 GiB each way."""
+    if not up.total or not down.total:
+        return "no samples"
+    lines = [
+        "### 1 GiB through pyngx (curl: upload to the sink, chunked; download of a static file)",
+        "",
+        f"CPU per GiB without the profiler: upload {up.cpu / 1e6:.2f} s, download {down.cpu / 1e6:.2f} s.",
+        "",
+        "| layer | upload share | upload s/GiB | download share | download s/GiB |",
+        "|---|---|---|---|---|",
+    ]
+    for name in sorted(set(up.layers) | set(down.layers), key=lambda k: -up.layers.get(k, 0)):
+        u, d = up.layers.get(name, 0), down.layers.get(name, 0)
+        lines.append(f"| {name} | {100 * u / up.total:.1f}% | {up.us(u) / 1e6:.2f} | {100 * d / down.total:.1f}% | "
+                     f"{down.us(d) / 1e6:.2f} |")
+    for title, prof in (("upload", up), ("download", down)):
+        lines += ["", f"Top 12 frames by self time, {title}:", "", "| frame | share |", "|---|---|"]
+        for frame, cnt in sorted(prof.leaves.items(), key=lambda kv: -kv[1])[:12]:
+            lines.append(f"| `{frame}` | {100 * cnt / prof.total:.1f}% |")
+    return "\n".join(lines)
+
+
 def summarize(ng: Profile, peer: Profile) -> str:
     """Where pyngx's time goes, next to the raw ASGI peer on the same stack."""
     if not ng.total or not peer.total:
@@ -904,9 +1002,14 @@ def summarize(ng: Profile, peer: Profile) -> str:
     lines = [
         "## Where the time goes (py-spy; 1 process on core 0; 13 B at 32 conns)",
         "",
-        f"pyngx: {ng.total} samples; without the profiler {ng.rps:,.0f} req/s and {ng.cpu:.0f} µs of CPU per "
-        f"request (from /proc/PID/stat). Raw ASGI peer (Hypercorn + aiohttp, no pyngx feature): {peer.total} "
-        f"samples, {peer.rps:,.0f} req/s, {peer.cpu:.0f} µs of CPU per request.",
+        f"pyngx: {ng.total} samples of the main thread; without the profiler {ng.rps:,.0f} req/s and "
+        f"{ng.cpu:.0f} µs of main-thread CPU per request (from /proc). Raw ASGI peer (Hypercorn + aiohttp, no "
+        f"pyngx feature): {peer.total} samples, {peer.rps:,.0f} req/s, {peer.cpu:.0f} µs of CPU per request.",
+        "",
+        "pyngx's other threads, by /proc: "
+        + (", ".join(f"{k} {v:.1f} µs/request" for k, v in ng.threads.items()) or "none")
+        + f"; their {ng.thread_samples} py-spy samples are left out (py-spy takes a thread blocked in Rust or C "
+        "code, such as watchfiles' watcher, for a busy one).",
         "",
         "A sample belongs to the innermost frame of the app, Hypercorn/h11 or aiohttp on its stack: stdlib and C "
         "code count for the library that called them (a socket write by Hypercorn is Hypercorn's, a task that "
@@ -952,6 +1055,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="run pyngx under py-spy while wrk loads it; write bench/out/ (see bench/profile.sh)")
     p.add_argument("--pyngx", type=Path, default=ROOT,
                    help="directory holding the pyngx/ package to run (default: this checkout)")
+    p.add_argument("--commit", metavar="REV",
+                   help="run the pyngx/ of this git revision (git archive into a temp dir), e.g. HEAD")
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second (--profile)")
     args = p.parse_args(argv)
     if args.duration is None:
@@ -979,7 +1084,12 @@ def main(argv: list[str] | None = None) -> int:
     # SIGINT too: a shell starts background jobs with SIGINT ignored.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
+    src: Path | None = None
     try:
+        args.commit_label = None
+        if args.commit:
+            src = Path(tempfile.mkdtemp(prefix="pyngx-bench-src-"))
+            args.pyngx, args.commit_label = src, export_commit(args.commit, src)
         return profile(args) if args.profile else bench(args)
     except KeyboardInterrupt:
         print("\ninterrupted; every process stopped", file=sys.stderr)
@@ -987,6 +1097,23 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if src is not None:
+            shutil.rmtree(src, ignore_errors=True)
+
+
+def export_commit(rev: str, dest: Path) -> str:
+    """Write ``rev``'s pyngx/ into ``dest`` (read-only git: archive); returns "REV (hash)"."""
+    r = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"unknown revision {rev!r}: {r.stderr.strip()}")
+    archive = subprocess.Popen(["git", "-C", str(ROOT), "archive", rev, "pyngx"], stdout=subprocess.PIPE)
+    tar = subprocess.run(["tar", "-x", "-C", str(dest)], stdin=archive.stdout)
+    if archive.stdout is not None:
+        archive.stdout.close()
+    if archive.wait() != 0 or tar.returncode != 0:
+        raise RuntimeError(f"git archive {rev} pyngx failed")
+    return f"{rev} ({r.stdout.strip()})" if r.stdout.strip() != rev else rev
 
 
 if __name__ == "__main__":

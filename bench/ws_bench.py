@@ -197,12 +197,14 @@ async def bench(args: argparse.Namespace, upstream_port: int, pyngx_port: int, p
 
         print(f"message size {args.size} bytes, {args.seconds:g} s per echo run; messages/s:")
         print(f"{'workload':<10}{'conc.':>6}{'direct':>12}{'pyngx':>12}{'ratio':>8}")
-        rows: list[tuple[str, int, Callable[[str], Awaitable[float]]]] = []
-        for conc in (1, 100):
-            rows.append(("echo", conc, lambda base, c=conc: echo_rate(session, base + "/ws/echo", c, args.seconds, args.size)))
-        for conc in (1, 100):
-            per = max(2000, 200_000 // conc)
-            rows.append(("stream", conc, lambda base, c=conc, p=per: stream_rate(session, base + "/ws/stream", c, p, args.size)))
+        def echo(conc: int) -> Callable[[str], Awaitable[float]]:
+            return lambda base: echo_rate(session, base + "/ws/echo", conc, args.seconds, args.size)
+
+        def stream(conc: int) -> Callable[[str], Awaitable[float]]:
+            per_conn = max(2000, 200_000 // conc)
+            return lambda base: stream_rate(session, base + "/ws/stream", conc, per_conn, args.size)
+
+        rows = [("echo", 1, echo(1)), ("echo", 100, echo(100)), ("stream", 1, stream(1)), ("stream", 100, stream(100))]
         for name, conc, run in rows:
             d = await run(direct)
             p = await run(proxied)

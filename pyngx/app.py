@@ -194,7 +194,7 @@ class App:
             if websocket:
                 await proxy_websocket(req, plan, self.sessions.get(plan), scope, receive, raw_send, quoted, self.log)
             else:
-                await proxy_http(req, plan, self.sessions.get(plan), receive, send, quoted, self.log)
+                await proxy_http(req, plan, self.sessions, receive, send, quoted, self.log)
         else:
             # Differs from nginx: no static files yet; nginx would look under root.
             req.status = 404

@@ -102,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = loader()
+        if args.test or args.dump:
+            from pyngx.runtime import Runtime
+
+            Runtime(config)  # -t also compiles: upstream names resolve, log files open
     except ConfigError as err:
         _emerg(err)
         if args.test or args.dump:

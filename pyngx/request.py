@@ -46,7 +46,7 @@ class Request:
         "method", "request_uri", "uri", "args", "headers", "header_map", "scheme", "protocol",
         "remote_addr", "remote_port", "server_addr", "server_port", "host", "server", "location",
         "captures", "named_captures", "proxy", "start", "status", "body_bytes_sent",
-        "upstream_addr", "upstream_status", "upstream_response_time", "request_id",
+        "upstream_addr", "upstream_status", "upstream_response_time", "upstream_connect_time", "request_id",
     )
 
     def __init__(
@@ -92,6 +92,7 @@ class Request:
         self.upstream_addr = ""
         self.upstream_status = ""
         self.upstream_response_time = ""
+        self.upstream_connect_time = ""
         self.request_id = ""
 
     def set_match(self, match: Any) -> None:

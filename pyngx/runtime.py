@@ -13,12 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import time
+from typing import Any
+
 import aiohttp
 
 from pyngx.config.model import Config, LocationConf
 from pyngx.log import AccessLogger
 from pyngx.proxy.http import ProxyPlan
 from pyngx.routing import RouteTable
+from pyngx.upstream.groups import Upstreams
+from pyngx.upstream.peers import Peer
 
 #: Headers aiohttp would add on its own; a proxy sends only the client's.
 _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
@@ -31,14 +36,47 @@ def iter_locations(conf: LocationConf) -> Iterator[LocationConf]:
         yield from iter_locations(loc)
 
 
-def new_session(version: aiohttp.HttpVersion = aiohttp.HttpVersion11) -> aiohttp.ClientSession:
+async def _connect_start(session: aiohttp.ClientSession, ctx: Any, params: Any) -> None:
+    ctx.connect_start = time.monotonic()
+
+
+async def _connect_end(session: aiohttp.ClientSession, ctx: Any, params: Any) -> None:
+    if isinstance(ctx.trace_request_ctx, list):
+        ctx.trace_request_ctx.append(time.monotonic() - ctx.connect_start)
+
+
+async def _connect_reuse(session: aiohttp.ClientSession, ctx: Any, params: Any) -> None:
+    if isinstance(ctx.trace_request_ctx, list):
+        ctx.trace_request_ctx.append(0.0)
+
+
+def _connect_trace() -> aiohttp.TraceConfig:
+    """Times connection set-up for $upstream_connect_time (0 for a reused connection)."""
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_start.append(_connect_start)
+    trace.on_connection_create_end.append(_connect_end)
+    trace.on_connection_reuseconn.append(_connect_reuse)
+    return trace
+
+
+def new_session(
+    version: aiohttp.HttpVersion = aiohttp.HttpVersion11,
+    unix: str | None = None,
+    keepalive_timeout: float = 60.0,
+    traced: bool = False,
+) -> aiohttp.ClientSession:
     """The worker's upstream client: pooled, no decompression, no cookie jar.
 
     Bodies pass through byte for byte (``auto_decompress=False``) and no
     cookie received from one upstream answer is ever sent on another
     client's request (``DummyCookieJar``).
     """
-    connector = aiohttp.TCPConnector(limit=0, ssl=False, keepalive_timeout=60, enable_cleanup_closed=True)
+    connector: aiohttp.BaseConnector
+    if unix is not None:
+        connector = aiohttp.UnixConnector(unix, limit=0, keepalive_timeout=keepalive_timeout)
+    else:
+        # ssl=False: proxy_ssl_verify is off by default in nginx.
+        connector = aiohttp.TCPConnector(limit=0, ssl=False, keepalive_timeout=keepalive_timeout)
     return aiohttp.ClientSession(
         connector=connector,
         auto_decompress=False,
@@ -48,38 +86,47 @@ def new_session(version: aiohttp.HttpVersion = aiohttp.HttpVersion11) -> aiohttp
         read_bufsize=2**16,
         requote_redirect_url=False,
         version=version,
+        trace_configs=[_connect_trace()] if traced else None,
     )
 
 
 class Sessions:
     """The worker's upstream sessions, shared by every Runtime across reloads,
-    so that keep-alive connections survive a reload."""
+    so that keep-alive connections survive a reload.
+
+    One session per (proxy_http_version, UNIX socket path, keepalive_timeout):
+    TCP peers share a session (its connector pools per host and port);
+    each UNIX-socket peer needs a connector of its own.
+    """
 
     def __init__(self) -> None:
-        self.http11: aiohttp.ClientSession | None = None
-        self.http10: aiohttp.ClientSession | None = None
+        self.sessions: dict[tuple[bool, str | None, float, bool], aiohttp.ClientSession] = {}
+        self.started = False
 
     def start(self) -> None:
-        """Create the HTTP/1.1 session; call inside the event loop."""
-        if self.http11 is None:
-            self.http11 = new_session()
+        """Allow sessions to be made; call inside the event loop."""
+        self.started = True
 
-    def get(self, plan: ProxyPlan) -> aiohttp.ClientSession:
-        """The session for ``plan``'s proxy_http_version."""
-        if plan.http10:
-            if self.http10 is None:
-                self.http10 = new_session(aiohttp.HttpVersion10)
-            return self.http10
-        if self.http11 is None:
-            self.http11 = new_session()
-        return self.http11
+    def get(self, plan: ProxyPlan, peer: Peer | None = None) -> aiohttp.ClientSession:
+        """The session for a try of ``plan`` on ``peer``."""
+        up = plan.upstream
+        keepalive = up.conf.keepalive_timeout if up is not None and up.conf is not None else 60.0
+        unix = peer.host if peer is not None and peer.unix else None
+        if unix is None and peer is None and plan.loc.proxy_pass is not None and plan.loc.proxy_pass.unix:
+            unix = plan.loc.proxy_pass.host
+        key = (plan.http10, unix, keepalive, plan.traced)
+        session = self.sessions.get(key)
+        if session is None:
+            session = self.sessions[key] = new_session(
+                aiohttp.HttpVersion10 if plan.http10 else aiohttp.HttpVersion11, unix, keepalive, plan.traced
+            )
+        return session
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
-        for session in (self.http11, self.http10):
-            if session is not None:
-                await session.close()
-        self.http11 = self.http10 = None
+        for session in self.sessions.values():
+            await session.close()
+        self.sessions.clear()
 
 
 class Runtime:
@@ -98,16 +145,29 @@ class Runtime:
         retired: a newer Runtime has replaced this one.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, previous: Runtime | None = None) -> None:
+        """Compile ``config``.
+
+        Args:
+            config: the config.
+            previous: the Runtime being replaced: upstream peers (and their
+                failure counts) of unchanged upstreams carry over.
+
+        Raises:
+            ConfigError: an upstream host does not resolve; a log file cannot be opened.
+        """
         self.config = config
         self.routes = RouteTable(config)
+        self.upstreams = Upstreams(config, previous.upstreams if previous is not None else None)
         self.plans: dict[int, ProxyPlan] = {}
         targets = []
         for srv in config.http.servers if config.http is not None else ():
             for loc in iter_locations(srv.conf):
                 targets.extend(loc.access_log)
                 if loc.proxy_pass is not None:
-                    self.plans[id(loc)] = ProxyPlan(loc)
+                    plan = self.plans[id(loc)] = ProxyPlan(loc, self.upstreams.for_location(loc))
+                    # Connection timing costs a little per request: only when a log or header uses it.
+                    plan.traced = "upstream_connect_time" in config.text
         self.access = AccessLogger()
         self.access.open_all(targets)
         self.active = 0

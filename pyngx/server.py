@@ -375,7 +375,7 @@ class Server:
                 return False
             self.stamps = stamps(self.config.files)
             new = await asyncio.to_thread(self.loader)
-            runtime = Runtime(new)
+            runtime = Runtime(new, previous=self.app.runtime)
         except ConfigError as err:
             self.log.error("reload_failed", nginx_level="emerg", reason=f"{err}; keeping the old configuration")
             return False

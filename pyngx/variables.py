@@ -105,6 +105,7 @@ VARIABLES: dict[str, Getter] = {
     "upstream_addr": lambda r: r.upstream_addr,
     "upstream_status": lambda r: r.upstream_status,
     "upstream_response_time": lambda r: r.upstream_response_time,
+    "upstream_connect_time": lambda r: r.upstream_connect_time,
     "nginx_version": lambda r: __version__,
     "pyngx_version": lambda r: __version__,
 }

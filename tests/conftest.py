@@ -94,7 +94,7 @@ class Backend:
 
     port: int = 0
     seen: list[Seen] = field(default_factory=list)
-    connections: int = 0
+    peers: set[tuple[str, int]] = field(default_factory=set)  # client (ip, port) of each TCP connection
     loop: asyncio.AbstractEventLoop | None = None
     runner: web.AppRunner | None = None
     extra_routes: list[tuple[str, str, Callable[..., Any]]] = field(default_factory=list)
@@ -118,10 +118,13 @@ async def _echo(request: web.Request) -> web.StreamResponse:
         n += len(chunk)
     seen = Seen(request.method, request.raw_path, [(k, v) for k, v in request.raw_headers_str()], n, h.hexdigest())
     backend.seen.append(seen)
+    if request.transport is not None:
+        backend.peers.add(request.transport.get_extra_info("peername"))
     body = json.dumps(
         {"method": seen.method, "path": seen.path, "headers": seen.headers, "body_len": n, "body_sha256": seen.body_sha256}
     ).encode()
     resp = web.Response(body=body, content_type="application/json")
+    resp.headers["X-Backend"] = str(backend.port)
     for k, v in request.query.items():
         if k.startswith("set_"):
             resp.headers.add(k[4:], v)
@@ -174,9 +177,9 @@ def _start_backend(backend: Backend, ready: threading.Event) -> None:
     app.router.add_get("/slow/{s}", _slow)
     app.router.add_route("*", "/{tail:.*}", _echo)
 
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", backend.port, reuse_address=True)
     loop.run_until_complete(site.start())
     backend.runner = runner
     backend.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
@@ -186,9 +189,11 @@ def _start_backend(backend: Backend, ready: threading.Event) -> None:
     loop.close()
 
 
-def start_backend(extra_routes: list[tuple[str, str, Callable[..., Any]]] | None = None) -> tuple[Backend, Callable[[], None]]:
-    """Start a backend thread; returns it and a stop function."""
-    backend = Backend(extra_routes=extra_routes or [])
+def start_backend(
+    extra_routes: list[tuple[str, str, Callable[..., Any]]] | None = None, port: int = 0
+) -> tuple[Backend, Callable[[], None]]:
+    """Start a backend thread (on ``port``, or a free one); returns it and a stop function."""
+    backend = Backend(port=port, extra_routes=extra_routes or [])
     ready = threading.Event()
     thread = threading.Thread(target=_start_backend, args=(backend, ready), daemon=True)
     thread.start()
@@ -196,8 +201,9 @@ def start_backend(extra_routes: list[tuple[str, str, Callable[..., Any]]] | None
 
     def stop() -> None:
         assert backend.loop is not None
-        backend.loop.call_soon_threadsafe(backend.loop.stop)
-        thread.join(10)
+        if thread.is_alive():
+            backend.loop.call_soon_threadsafe(backend.loop.stop)
+            thread.join(10)
 
     return backend, stop
 

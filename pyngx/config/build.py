@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from pyngx.config.directives import (
+    CONTEXT_DIRECTIVES,
+    UPSTREAM,
     DIRECTIVES,
     EVENTS,
     HTTP,
@@ -40,7 +42,7 @@ from pyngx.config.directives import (
     SERVER,
     DirectiveSpec,
 )
-from pyngx.config.model import AccessLog, Config, ErrorLog, HttpConf, LocationConf, ServerConf
+from pyngx.config.model import AccessLog, Config, ErrorLog, HttpConf, LocationConf, ServerConf, UpstreamConf
 from pyngx.config.parse import Directive, Parsed, parse, parse_string
 from pyngx.config.values import Listen, ProxyPass, compile_regex, compile_server_regex
 from pyngx.errors import ConfigError, ConfigValueError
@@ -182,7 +184,7 @@ class _Builder:
 
     def check(self, d: Directive, scope: _Scope) -> DirectiveSpec:
         """nginx's checks, in ngx_conf_handler's order."""
-        spec = DIRECTIVES.get(d.name)
+        spec = CONTEXT_DIRECTIVES.get((scope.ctx, d.name)) or DIRECTIVES.get(d.name)
         if spec is None:
             if d.name in NGINX_DIRECTIVES:
                 raise ConfigError(f'"{d.name}" directive is not supported by pyngx', d.file, d.line)
@@ -206,8 +208,13 @@ class _Builder:
 
     def block(self, d: Directive, spec: DirectiveSpec, scope: _Scope) -> None:
         assert d.block is not None
-        ctx = {"events": EVENTS, "http": HTTP, "server": SERVER, "location": LOCATION}[d.name]
+        ctx = {"events": EVENTS, "http": HTTP, "server": SERVER, "location": LOCATION, "upstream": UPSTREAM}[d.name]
         child = _Scope(ctx, d, scope)
+        if ctx == UPSTREAM:
+            child.name = d.args[0]
+            for sibling in scope.children:
+                if sibling.ctx == UPSTREAM and sibling.name == child.name:
+                    raise ConfigError(f'duplicate upstream "{child.name}"', d.file, d.line)
         if ctx == LOCATION:
             self.location_args(d, child, scope)
         scope.children.append(child)
@@ -272,7 +279,39 @@ class _Builder:
         base = self.merge(scope, {})
         servers = tuple(self.server(s, base) for s in scope.children if s.ctx == SERVER)
         self.check_server_names(servers)
-        return HttpConf(servers)
+        upstreams = tuple(self.upstream(u) for u in scope.children if u.ctx == UPSTREAM)
+        return HttpConf(servers, upstreams)
+
+    def upstream(self, scope: _Scope) -> UpstreamConf:
+        """Freeze one ``upstream`` block (nginx: ngx_http_upstream_module).
+
+        Raises:
+            ConfigError: ``no servers are inside upstream``.
+        """
+        d = scope.directive
+        assert d is not None
+        v = scope.values
+        servers = v.get("server", ())
+        if not servers:
+            raise ConfigError("no servers are inside upstream", d.file, d.line)
+        method, key, consistent, two = v.get("method") or ("round_robin", None, False, False)
+        if method in ("hash", "ip_hash", "random") and any(srv.backup for srv in servers):
+            # nginx: "backup" cannot be used with hash, ip_hash and random.
+            raise ConfigError('invalid parameter "backup"', d.file, d.line)
+        spec = CONTEXT_DIRECTIVES
+        return UpstreamConf(
+            name=scope.name,
+            servers=servers,
+            method=method,
+            hash_key=key,
+            consistent=consistent,
+            random_two=two,
+            keepalive=v.get("keepalive"),
+            keepalive_timeout=v.get("keepalive_timeout", spec[(UPSTREAM, "keepalive_timeout")].default),
+            keepalive_requests=v.get("keepalive_requests", spec[(UPSTREAM, "keepalive_requests")].default),
+            file=d.file,
+            line=d.line,
+        )
 
     def merge(self, scope: _Scope, parent: dict[str, Any]) -> dict[str, Any]:
         """nginx's merge_loc_conf: unset inheritable fields take the parent's value."""

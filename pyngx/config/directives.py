@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pyngx.config.values import (
+    parse_upstream_server,
     is_status,
     parse_flag,
     parse_int,
@@ -32,6 +33,7 @@ from pyngx.errors import ConfigValueError
 from pyngx.variables import Template
 
 MAIN, EVENTS, HTTP, SERVER, LOCATION = "main", "events", "http", "server", "location"
+UPSTREAM = "upstream"
 HSL = frozenset({HTTP, SERVER, LOCATION})
 
 
@@ -64,8 +66,10 @@ class DirectiveSpec:
         block: the directive takes a ``{}`` block.
         multi: may repeat in one block (else ``is duplicate``).
         inherit: an inner level without it takes the outer level's value.
-        level: where the value lives: main, events, server, or loc
-            (loc values merge http -> server -> location).
+        level: where the value lives: main, events, http, server, upstream,
+            or loc (loc values merge http -> server -> location).
+        store: the field name when several directives set one field
+            (least_conn, ip_hash, hash and random set "method").
         source: the nginx module documenting it.
         differs: a documented difference from nginx, or "".
     """
@@ -83,10 +87,13 @@ class DirectiveSpec:
     level: str = "loc"
     source: str = "ngx_http_core_module"
     differs: str = ""
+    store: str = ""
 
     @property
     def field(self) -> str:
-        """The conf field that stores the value (``return`` -> ``return_``)."""
+        """The conf field that stores the value (``return`` -> ``return_``; ``store`` when set)."""
+        if self.store:
+            return self.store
         return "return_" if self.name == "return" else self.name
 
 
@@ -257,6 +264,58 @@ def set_http_version(args: tuple[str, ...], old: Any, scope: SetterScope) -> str
     return args[0]
 
 
+_NEXT_UPSTREAM = frozenset({"error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504",
+                            "http_403", "http_404", "http_429", "non_idempotent", "off", "denied"})
+
+
+def set_next_upstream(args: tuple[str, ...], old: Any, scope: SetterScope) -> frozenset[str]:
+    """``proxy_next_upstream cond ...`` (ngx_http_proxy_module); ``off`` gives an empty set.
+
+    Raises:
+        ConfigValueError: ``invalid value "X"``.
+    """
+    for a in args:
+        if a not in _NEXT_UPSTREAM:
+            raise ConfigValueError(f'invalid value "{a}"')
+    if "off" in args:
+        return frozenset()
+    return frozenset(args)
+
+
+def set_upstream_server(args: tuple[str, ...], old: Any, scope: SetterScope) -> tuple[Any, ...]:
+    """Append a ``server`` line to an upstream (ngx_http_upstream_module)."""
+    return (*(old or ()), parse_upstream_server(args))
+
+
+def set_method(name: str) -> Setter:
+    """Setter for a balancing method without arguments (least_conn, ip_hash)."""
+    return lambda args, old, scope: (name, None, False, False)
+
+
+def set_hash(args: tuple[str, ...], old: Any, scope: SetterScope) -> tuple[str, Template, bool, bool]:
+    """``hash key [consistent]``.
+
+    Raises:
+        ConfigValueError: ``invalid parameter "X"``.
+    """
+    if len(args) == 2 and args[1] != "consistent":
+        raise ConfigValueError(f'invalid parameter "{args[1]}"')
+    return ("hash", Template(args[0]), len(args) == 2, False)
+
+
+def set_random(args: tuple[str, ...], old: Any, scope: SetterScope) -> tuple[str, None, bool, bool]:
+    """``random [two [least_conn]]``.
+
+    Raises:
+        ConfigValueError: ``invalid parameter "X"``.
+    """
+    if args and args[0] != "two":
+        raise ConfigValueError(f'invalid parameter "{args[0]}"')
+    if len(args) == 2 and args[1] != "least_conn":
+        raise ConfigValueError(f'invalid parameter "{args[1]}"')
+    return ("random", None, False, bool(args))
+
+
 def _spec(name: str, contexts: frozenset[str] | set[str], arity: tuple[int, int | None], syntax: str, **kw: Any) -> DirectiveSpec:
     return DirectiveSpec(name, frozenset(contexts), arity, syntax, **kw)
 
@@ -321,10 +380,55 @@ _ROWS: list[DirectiveSpec] = [
     _spec("proxy_http_version", HSL, (1, 1), "proxy_http_version 1.0 | 1.1;", default="1.1", default_doc="1.0",
           setter=set_http_version, source="ngx_http_proxy_module",
           differs="Default 1.1 with pooled keep-alive connections (nginx: 1.0, Connection: close)."),
+    _spec("proxy_next_upstream", HSL, (1, None),
+          "proxy_next_upstream error | timeout | invalid_header | http_500 | http_502 | http_503 | http_504 | "
+          "http_403 | http_404 | http_429 | non_idempotent | off ...;",
+          default=frozenset({"error", "timeout"}), default_doc="error timeout", setter=set_next_upstream,
+          source="ngx_http_proxy_module",
+          differs="A request whose body has begun streaming upstream is not passed to another server "
+          "(bodies up to 64k are buffered and can be)."),
+    _spec("proxy_next_upstream_tries", HSL, (1, 1), "proxy_next_upstream_tries number;", default=0,
+          default_doc="0", setter=set_num("proxy_next_upstream_tries"), source="ngx_http_proxy_module"),
+    _spec("proxy_next_upstream_timeout", HSL, (1, 1), "proxy_next_upstream_timeout time;", default=0.0,
+          default_doc="0", setter=set_time("proxy_next_upstream_timeout"), source="ngx_http_proxy_module"),
+    # upstream -- nginx: ngx_http_upstream_module
+    _spec("upstream", {HTTP}, (1, 1), "upstream name { ... }", block=True, multi=True, level=MAIN,
+          source="ngx_http_upstream_module"),
 ]
 
-#: name -> spec, for every directive pyngx supports.
+_UPSTREAM_ROWS: list[DirectiveSpec] = [
+    _spec("server", {UPSTREAM}, (1, None),
+          "server address [weight=number] [max_fails=number] [fail_timeout=time] [backup] [down] [max_conns=number];",
+          default=(), setter=set_upstream_server, multi=True, level=UPSTREAM, source="ngx_http_upstream_module",
+          differs="Host names are resolved when the configuration is loaded or reloaded (no resolve parameter)."),
+    _spec("least_conn", {UPSTREAM}, (0, 0), "least_conn;", default=None, setter=set_method("least_conn"),
+          level=UPSTREAM, source="ngx_http_upstream_module", store="method"),
+    _spec("ip_hash", {UPSTREAM}, (0, 0), "ip_hash;", default=None, setter=set_method("ip_hash"),
+          level=UPSTREAM, source="ngx_http_upstream_module", store="method"),
+    _spec("hash", {UPSTREAM}, (1, 2), "hash key [consistent];", default=None, setter=set_hash,
+          level=UPSTREAM, source="ngx_http_upstream_module", store="method"),
+    _spec("random", {UPSTREAM}, (0, 2), "random [two [least_conn]];", default=None, setter=set_random,
+          level=UPSTREAM, source="ngx_http_upstream_module", store="method"),
+    _spec("keepalive", {UPSTREAM}, (1, 1), "keepalive connections;", default=None,
+          setter=set_num("keepalive"), level=UPSTREAM, source="ngx_http_upstream_module",
+          differs="Upstream connections are always pooled; idle connections are not capped at the number."),
+    _spec("keepalive_timeout", {UPSTREAM}, (1, 1), "keepalive_timeout timeout;", default=60.0,
+          default_doc="60s", setter=set_time("keepalive_timeout"), level=UPSTREAM, source="ngx_http_upstream_module"),
+    _spec("keepalive_requests", {UPSTREAM}, (1, 1), "keepalive_requests number;", default=1000,
+          default_doc="1000", setter=set_num("keepalive_requests"), level=UPSTREAM,
+          source="ngx_http_upstream_module",
+          differs="Accepted; the upstream client does not close a connection after that many requests."),
+    _spec("zone", {UPSTREAM}, (1, 2), "zone name [size];", default=None, setter=set_str, level=UPSTREAM,
+          source="ngx_http_upstream_module",
+          differs="Accepted; each worker keeps its own peer state (no shared memory)."),
+]
+
+#: name -> spec, for every directive pyngx supports (outside ``upstream``).
 DIRECTIVES: dict[str, DirectiveSpec] = {row.name: row for row in _ROWS}
+
+#: (context, name) -> spec for directives whose name means something else in
+#: that context (nginx modules each have their own command table).
+CONTEXT_DIRECTIVES: dict[tuple[str, str], DirectiveSpec] = {(UPSTREAM, row.name): row for row in _UPSTREAM_ROWS}
 
 #: Directives whose values live on LocationConf (merged http -> server -> location).
 LOC_FIELDS: tuple[DirectiveSpec, ...] = tuple(s for s in _ROWS if s.level == "loc")
@@ -386,7 +490,7 @@ NGINX_DIRECTIVES: frozenset[str] = frozenset(
     sub_filter sub_filter_once sub_filter_types stub_status ssi ssi_types addition_types add_before_body
     add_after_body empty_gif mirror mirror_request_body secure_link secure_link_md5 secure_link_secret
     userid userid_domain userid_expires userid_name userid_path valid_referers referer_hash_max_size
-    hash ip_hash least_conn random keepalive zone sticky ntlm queue health_check resolve
+    sticky ntlm queue health_check resolve keepalive_time
     http2_max_concurrent_streams http2_recv_buffer_size http2_chunk_size http2_push http2_push_preload
     image_filter xslt_stylesheet perl dav_methods mp4 flv hls slice random_index
     """.split()

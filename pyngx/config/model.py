@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyngx.config.values import Listen, ProxyPass
+from pyngx.config.values import Listen, ProxyPass, UpstreamServer
 from pyngx.variables import Template
 
 
@@ -70,6 +70,10 @@ class LocationConf:
         proxy_http_version: "1.1" (pyngx default) or "1.0".
         default_type: Content-Type of ``return code text`` bodies.
         server_tokens: show the version in error pages and Server.
+        proxy_next_upstream: conditions that pass a request to the next peer
+            (error, timeout, invalid_header, http_5xx, ..., non_idempotent); empty for off.
+        proxy_next_upstream_tries: at most this many tries (0: no limit).
+        proxy_next_upstream_timeout: seconds for all tries (0: no limit).
     """
 
     modifier: str
@@ -88,6 +92,9 @@ class LocationConf:
     proxy_http_version: str
     default_type: str
     server_tokens: bool
+    proxy_next_upstream: frozenset[str]
+    proxy_next_upstream_tries: int
+    proxy_next_upstream_timeout: float
 
     @property
     def captures(self) -> frozenset[str]:
@@ -120,10 +127,41 @@ class ServerConf:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamConf:
+    """One ``upstream NAME {}`` block (nginx: ngx_http_upstream_module).
+
+    Attributes:
+        name: the upstream's name, as proxy_pass refers to it.
+        servers: the server lines, in order.
+        method: "round_robin" (default), "least_conn", "ip_hash", "hash" or "random".
+        hash_key: the key template of ``hash``, else None.
+        consistent: ``hash ... consistent`` (ketama ring).
+        random_two: ``random two`` (the better of two by least connections).
+        keepalive: the ``keepalive`` number, or None when not set.
+        keepalive_timeout: seconds an idle upstream connection is kept.
+        keepalive_requests: requests per upstream connection (documented, see man page).
+        file, line: where the block starts.
+    """
+
+    name: str
+    servers: tuple[UpstreamServer, ...]
+    method: str
+    hash_key: Template | None
+    consistent: bool
+    random_two: bool
+    keepalive: int | None
+    keepalive_timeout: float
+    keepalive_requests: int
+    file: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
 class HttpConf:
-    """The ``http {}`` block: its servers, in file order."""
+    """The ``http {}`` block: its servers and upstreams, in file order."""
 
     servers: tuple[ServerConf, ...]
+    upstreams: tuple[UpstreamConf, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

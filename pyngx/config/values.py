@@ -290,6 +290,7 @@ class ProxyPass:
     uri: str | None
     unix: bool
     url: str
+    explicit_port: bool = False
 
     @property
     def proxy_host(self) -> str:
@@ -357,11 +358,13 @@ def parse_proxy_pass(url: str) -> ProxyPass:
         if not (digits.isascii() and digits.isdigit()) or not 0 < int(digits) < 65536:
             raise ConfigValueError(f'invalid port in upstream "{rest}"')
         port = int(digits)
+        explicit = True
     else:
         port = default_port
+        explicit = False
     if not host:
         raise ConfigValueError(f'no host in upstream "{rest}"')
-    return ProxyPass(scheme, host, port, uri, False, url)
+    return ProxyPass(scheme, host, port, uri, False, url, explicit)
 
 
 def is_status(text: str, lo: int = 100, hi: int = 999) -> bool:
@@ -500,3 +503,84 @@ def compile_server_regex(name: str) -> re.Pattern[str]:
     """
     pattern = name[1:]
     return compile_regex(pattern, any("A" <= c <= "Z" for c in pattern))
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamServer:
+    """One ``server`` line of an ``upstream`` block.
+
+    Attributes:
+        address: the address as written ("127.0.0.1:8000", "app.local", "unix:/s").
+        host: host name or IP (IPv6 without brackets), or the socket path.
+        port: port (80 when not given; 0 for UNIX sockets).
+        unix: a UNIX-domain socket.
+        weight, max_fails, fail_timeout (seconds), backup, down, max_conns: the parameters.
+    """
+
+    address: str
+    host: str
+    port: int
+    unix: bool
+    weight: int = 1
+    max_fails: int = 1
+    fail_timeout: float = 10.0
+    backup: bool = False
+    down: bool = False
+    max_conns: int = 0
+
+
+def parse_upstream_server(args: tuple[str, ...]) -> UpstreamServer:
+    """Parse ``server address [weight=N] [max_fails=N] [fail_timeout=T] [backup] [down] [max_conns=N]``.
+
+    Raises:
+        ConfigValueError: ``invalid parameter "X"``, ``invalid port in upstream "X"``,
+            ``resolve`` (not supported by pyngx).
+
+    Source: nginx docs: ngx_http_upstream_module, server.
+    """
+    addr = args[0]
+    if addr.startswith("unix:"):
+        if len(addr) == 5:
+            raise ConfigValueError(f'no path in the unix domain socket "{addr}"')
+        host, port, unix = addr[5:], 0, True
+    else:
+        unix = False
+        if addr.startswith("["):
+            end = addr.find("]")
+            if end < 0:
+                raise ConfigValueError(f'invalid host in upstream "{addr}"')
+            host, rest = addr[1:end], addr[end + 1 :]
+        else:
+            host, sep, rest = addr.rpartition(":")
+            if not sep:
+                host, rest = addr, ""
+            else:
+                rest = ":" + rest
+        if rest:
+            digits = rest[1:]
+            if not digits.isdigit() or not 0 < int(digits) < 65536:
+                raise ConfigValueError(f'invalid port in upstream "{addr}"')
+            port = int(digits)
+        else:
+            port = 80
+        if not host:
+            raise ConfigValueError(f'no host in upstream "{addr}"')
+    kw: dict[str, object] = {}
+    for param in args[1:]:
+        name, eq, value = param.partition("=")
+        if name in ("weight", "max_fails", "max_conns") and eq:
+            if not value.isdigit() or (name == "weight" and int(value) == 0):
+                raise ConfigValueError(f'invalid parameter "{param}"')
+            kw[name] = int(value)
+        elif name == "fail_timeout" and eq:
+            try:
+                kw[name] = parse_time(value, "server")
+            except ConfigValueError:
+                raise ConfigValueError(f'invalid parameter "{param}"') from None
+        elif param in ("backup", "down") and not eq:
+            kw[param] = True
+        elif name in ("resolve", "service", "route", "slow_start", "drain"):
+            raise ConfigValueError(f'the "{name}" parameter of the upstream "server" directive is not supported by pyngx')
+        else:
+            raise ConfigValueError(f'invalid parameter "{param}"')
+    return UpstreamServer(addr, host, port, unix, **kw)  # type: ignore[arg-type]

@@ -25,6 +25,8 @@ import aiohttp
 from yarl import URL
 
 from pyngx.config.model import LocationConf
+from pyngx.upstream.groups import Upstream
+from pyngx.upstream.peers import Peer
 from pyngx.errors import UpstreamError
 from pyngx.proxy.headers import RequestHeaderPlan, response_headers
 from pyngx.request import Request
@@ -53,17 +55,28 @@ class ProxyPlan:
     Attributes:
         loc: the location.
         headers: the upstream request header rule.
-        origin: "scheme://host:port" of the upstream.
-        upstream_name: the peer as logged ("127.0.0.1:8000").
+        origin: "scheme://host:port" of the proxy_pass URL as written.
+        upstream_name: the proxy_pass address as logged ("127.0.0.1:8000").
+        upstream: the peer group and balancer.
+        next_upstream, tries, next_timeout: proxy_next_upstream and its limits.
         timeout: aiohttp timeouts from proxy_connect_timeout and proxy_read_timeout.
     """
 
-    __slots__ = ("loc", "headers", "origin", "upstream_name", "timeout", "strip", "http10")
+    __slots__ = ("loc", "headers", "origin", "upstream_name", "timeout", "strip", "http10", "upstream", "scheme",
+                 "next_upstream", "tries", "next_timeout", "traced")
 
-    def __init__(self, loc: LocationConf) -> None:
+    def __init__(self, loc: LocationConf, upstream: Upstream | None = None) -> None:
         pp = loc.proxy_pass
         assert pp is not None
         self.loc = loc
+        #: The peers and balancer (None only for plans made without a Runtime).
+        self.upstream = upstream
+        self.scheme = pp.scheme
+        self.next_upstream = loc.proxy_next_upstream
+        self.tries = loc.proxy_next_upstream_tries
+        self.next_timeout = loc.proxy_next_upstream_timeout
+        #: time connections for $upstream_connect_time (set by the Runtime).
+        self.traced = False
         self.headers = RequestHeaderPlan(loc.proxy_set_header, loc.proxy_http_version)
         self.origin = pp.origin
         self.upstream_name = f"unix:{pp.host}" if pp.unix else pp.proxy_host if ":" in pp.proxy_host else f"{pp.host}:{pp.port}"
@@ -138,12 +151,14 @@ class _Body:
     never left with a body nobody reads.
     """
 
-    __slots__ = ("receive", "watch", "done")
+    __slots__ = ("receive", "watch", "done", "started")
 
     def __init__(self, receive: Receive, watch: _Disconnect) -> None:
         self.receive = receive
         self.watch = watch
         self.done = False
+        #: A chunk went up: the body can no longer be sent to another peer.
+        self.started = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while not self.done:
@@ -157,6 +172,7 @@ class _Body:
                 self.done = True
                 self.watch.start(self.receive)
             if chunk:
+                self.started = True
                 yield chunk
 
     async def drain(self) -> None:
@@ -193,79 +209,201 @@ def _fail(exc: BaseException, phase: str) -> UpstreamError:
     return UpstreamError(502, f"{exc.__class__.__name__}: {exc} while {phase}")
 
 
+#: nginx: "a request with a non-idempotent method (POST, LOCK, PATCH) is not
+#: passed to the next server if the request has been sent to an upstream server".
+NON_IDEMPOTENT = frozenset({"POST", "LOCK", "PATCH"})
+#: Request bodies up to this many bytes (by Content-Length) are read before
+#: the first try, so that another peer can be tried with them.
+REPLAY_BODY_MAX = 64 * 1024
+# A status that proxy_next_upstream http_XXX names counts as a peer failure
+# only for these codes (http_403 and http_404 never do).
+_FAILURE_STATUSES = frozenset({500, 502, 503, 504, 429})
+
+
+def _kind(err: UpstreamError) -> str:
+    if err.status == 504:
+        return "timeout"
+    return "invalid_header" if "invalid header" in err.reason else "error"
+
+
+async def _read_small_body(req: Request, receive: Receive, watch: _Disconnect) -> bytes | None:
+    """The whole body when its Content-Length is small enough to replay, else None."""
+    length = req.header_map.get("content-length")
+    if length is None or "transfer-encoding" in req.header_map or not length.isdigit():
+        return None
+    if int(length) > REPLAY_BODY_MAX:
+        return None
+    chunks = []
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            watch.disconnected()
+            break
+        chunks.append(msg.get("body", b""))
+        if not msg.get("more_body", False):
+            break
+    watch.start(receive)
+    return b"".join(chunks)
+
+
 async def proxy_http(
     req: Request,
     plan: ProxyPlan,
-    session: aiohttp.ClientSession,
+    sessions: Any,
     receive: Receive,
     send: Send,
     quoted: bool,
     log: Any,
 ) -> None:
-    """Proxy ``req`` to the location's upstream and stream the answer back.
+    """Proxy ``req`` to a peer of the location's upstream and stream the answer back.
+
+    A peer is chosen by the upstream's balancer. A failed try (error,
+    timeout, invalid header, or a status named by proxy_next_upstream) is
+    passed to the next peer while proxy_next_upstream allows it:
+    non-idempotent requests (POST, LOCK, PATCH) only when nothing was sent
+    or ``non_idempotent`` is set, within proxy_next_upstream_tries and
+    proxy_next_upstream_timeout, and never once a streamed request body has
+    begun to go up. Failures count towards max_fails of the peer.
 
     Sets ``req.status``, ``req.body_bytes_sent`` and the upstream fields
-    for the access log.
+    ($upstream_addr etc., one value per try joined with ", ") for the log.
 
     Failures before the response starts become 502 (refused, reset,
-    invalid answer) or 504 (timeouts) with nginx's error page and an
-    error-log line. A failure after it started aborts the connection, as
-    nginx does. A client that goes away cancels the upstream request (499).
+    invalid answer, no live upstreams) or 504 (timeouts) with nginx's error
+    page and an error-log line. A failure after it started aborts the
+    connection, as nginx does. A client that goes away cancels the upstream
+    request (499).
 
-    Source: nginx docs: ngx_http_proxy_module; ngx_http_upstream.c for the
-    error texts.
+    Differs from nginx: request bodies over 64k (or chunked) are streamed,
+    not buffered, so they are never replayed on another peer.
+
+    Source: nginx docs: ngx_http_proxy_module (proxy_pass,
+    proxy_next_upstream); ngx_http_upstream.c for the error texts.
     """
     loc = plan.loc
+    up = plan.upstream
+    assert up is not None
     req.proxy = loc.proxy_pass
-    req.upstream_addr = plan.upstream_name
-    url = URL(plan.origin + plan.upstream_uri(req, quoted), encoded=True)
+    uri = plan.upstream_uri(req, quoted)
     watch = _Disconnect()
+    small: bytes | None = None
     body: _Body | None = None
     if _has_body(req) or (req.method not in _NO_BODY and req.protocol == "HTTP/2"):
-        body = _Body(receive, watch)
+        small = await _read_small_body(req, receive, watch)
+        if small is None:
+            body = _Body(receive, watch)
     else:
         watch.start(receive)
+    key = req.remote_addr if up.ip_hash else up.key.render(req) if up.key is not None else ""
+    headers = plan.headers.build(req)
+    tried: set[int] = set()
+    addrs: list[str] = []
+    statuses: list[str] = []
+    times: list[str] = []
+    connects: list[float] | None = [] if plan.traced else None
+    first = time.monotonic()
     started = False
-    t0 = time.monotonic()
+    last: UpstreamError | None = None
     resp: aiohttp.ClientResponse | None = None
+    peer: Peer | None = None
+    url = URL(plan.origin + uri, encoded=True)
+
+    def may_retry(kind: str, sent: bool) -> bool:
+        if kind not in plan.next_upstream or watch.gone:
+            return False
+        if body is not None and body.started:
+            return False
+        if sent and req.method in NON_IDEMPOTENT and "non_idempotent" not in plan.next_upstream:
+            return False
+        # nginx's peer.tries: one per peer (backups included), capped by
+        # proxy_next_upstream_tries; the last try's answer goes to the client.
+        total = len(up.group.primary) + len(up.group.backup)
+        if len(tried) >= (min(total, plan.tries) if plan.tries else total):
+            return False
+        return not (plan.next_timeout and time.monotonic() - first >= plan.next_timeout)
+
     try:
-        try:
-            resp = await session.request(
-                req.method,
-                url,
-                headers=plan.headers.build(req),
-                data=body.__aiter__() if body is not None else None,
-                allow_redirects=False,
-                timeout=plan.timeout,
-            )
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise _fail(exc, "reading response header from upstream") from None
-        req.upstream_status = str(resp.status)
-        headers = response_headers(resp.raw_headers)
-        headers.append((b"server", server_header(loc.server_tokens)))
-        req.status = resp.status
-        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        while True:
+            now = time.monotonic()
+            peer = up.balancer.select(up.group, key, tried, now)
+            if peer is None:
+                if last is None or not addrs:
+                    last = UpstreamError(502, "no live upstreams while connecting to upstream")
+                    addrs.append(up.group.name)
+                    statuses.append("502")
+                    times.append("0.000")
+                    log.error("upstream_failed", reason=last.reason, **_context(req, url))
+                raise last
+            tried.add(id(peer))
+            url = URL(f"{plan.scheme}://localhost{uri}" if peer.unix else f"{plan.scheme}://{peer.name}{uri}",
+                      encoded=True)
+            t0 = time.monotonic()
+            try:
+                resp = await sessions.get(plan, peer).request(
+                    req.method,
+                    url,
+                    headers=headers,
+                    data=small if small is not None else body.__aiter__() if body is not None else None,
+                    allow_redirects=False,
+                    timeout=plan.timeout,
+                    trace_request_ctx=connects,
+                )
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                err = _fail(exc, "reading response header from upstream")
+                sent = not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+                addrs.append(peer.name)
+                statuses.append(str(err.status))
+                times.append(f"{time.monotonic() - t0:.3f}")
+                disabled = peer.finished(True)
+                peer = None
+                log.error("upstream_timed_out" if err.status == 504 else "upstream_failed",
+                          reason=err.reason, **_context(req, url))
+                if disabled:
+                    log.warning("upstream_disabled", reason="upstream server temporarily disabled", **_context(req, url))
+                last = err
+                if may_retry(_kind(err), sent):
+                    continue
+                raise err from None
+            status = resp.status
+            if f"http_{status}" in plan.next_upstream and may_retry(f"http_{status}", True):
+                addrs.append(peer.name)
+                statuses.append(str(status))
+                times.append(f"{time.monotonic() - t0:.3f}")
+                peer.finished(status in _FAILURE_STATUSES)
+                peer = None
+                resp.release()
+                resp = None
+                last = UpstreamError(status, f"upstream answered {status}")
+                continue
+            break
+        addrs.append(peer.name)
+        statuses.append(str(status))
+        req.upstream_addr = ", ".join(addrs)
+        req.upstream_status = ", ".join(statuses)
+        out_headers = response_headers(resp.raw_headers)
+        out_headers.append((b"server", server_header(loc.server_tokens)))
+        req.status = status
+        await send({"type": "http.response.start", "status": status, "headers": out_headers})
         started = True
-        sent = 0
+        sent_bytes = 0
         try:
             if req.method != "HEAD":
                 async for chunk in resp.content.iter_any():
-                    sent += len(chunk)
+                    sent_bytes += len(chunk)
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            req.body_bytes_sent = sent
+            req.body_bytes_sent = sent_bytes
             err = _fail(exc, "reading upstream")
             log.error("upstream_read_failed", reason=err.reason, **_context(req, url))
             return  # the response stays incomplete: Hypercorn closes the connection
-        req.body_bytes_sent = sent
+        req.body_bytes_sent = sent_bytes
         watch.active = False
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+        times.append(f"{time.monotonic() - t0:.3f}")
     except UpstreamError as err:
-        req.status = err.status
-        event = "upstream_timed_out" if err.status == 504 else "upstream_failed"
-        log.error(event, reason=err.reason, **_context(req, url))
+        req.status = err.status if err.status in (502, 504) else 502
         if not started:
-            req.body_bytes_sent = await send_error(send, err.status, loc.server_tokens)
+            req.body_bytes_sent = await send_error(send, req.status, loc.server_tokens)
     except asyncio.CancelledError:
         if not watch.gone:
             raise
@@ -273,7 +411,14 @@ async def proxy_http(
         req.status = 499
         log.info("client_closed", reason="client prematurely closed connection", **_context(req, url))
     finally:
-        req.upstream_response_time = f"{time.monotonic() - t0:.3f}"
+        if not req.upstream_addr:
+            req.upstream_addr = ", ".join(addrs)
+            req.upstream_status = ", ".join(statuses)
+        req.upstream_response_time = ", ".join(times) if times else f"{time.monotonic() - first:.3f}"
+        if connects:
+            req.upstream_connect_time = ", ".join(f"{t:.3f}" for t in connects)
+        if peer is not None:
+            peer.finished(False)
         watch.stop()
         if resp is not None:
             resp.release()

@@ -174,13 +174,13 @@ class TestParseProxyPass:
     @pytest.mark.parametrize(
         ("url", "expected"),
         [
-            ("http://127.0.0.1:8080", ProxyPass("http", "127.0.0.1", 8080, None, False, "http://127.0.0.1:8080")),
+            ("http://127.0.0.1:8080", ProxyPass("http", "127.0.0.1", 8080, None, False, "http://127.0.0.1:8080", True)),
             ("http://backend", ProxyPass("http", "backend", 80, None, False, "http://backend")),
             ("http://backend/", ProxyPass("http", "backend", 80, "/", False, "http://backend/")),
-            ("http://b:81/v1/", ProxyPass("http", "b", 81, "/v1/", False, "http://b:81/v1/")),
+            ("http://b:81/v1/", ProxyPass("http", "b", 81, "/v1/", False, "http://b:81/v1/", True)),
             ("https://b", ProxyPass("https", "b", 443, None, False, "https://b")),
-            ("HTTPS://b:8443/x", ProxyPass("https", "b", 8443, "/x", False, "HTTPS://b:8443/x")),
-            ("http://[::1]:8080/a", ProxyPass("http", "::1", 8080, "/a", False, "http://[::1]:8080/a")),
+            ("HTTPS://b:8443/x", ProxyPass("https", "b", 8443, "/x", False, "HTTPS://b:8443/x", True)),
+            ("http://[::1]:8080/a", ProxyPass("http", "::1", 8080, "/a", False, "http://[::1]:8080/a", True)),
             ("http://[::1]", ProxyPass("http", "::1", 80, None, False, "http://[::1]")),
             ("http://unix:/tmp/b.sock", ProxyPass("http", "/tmp/b.sock", 0, None, True, "http://unix:/tmp/b.sock")),
             ("http://unix:/tmp/b.sock:/api/", ProxyPass("http", "/tmp/b.sock", 0, "/api/", True, "http://unix:/tmp/b.sock:/api/")),

@@ -17,11 +17,16 @@ import aiohttp
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from tests.conftest import Backend, Pyngx, free_port, start_backend
 from tests.proxy.wsbackend import Mailbox, Stream, routes
 
 MiB = 1024 * 1024
+
+#: nginx's error-log texts.
+REFUSED = "connect() failed (111: Connection refused) while connecting to upstream"
+UPGRADED_TIMEOUT = "upstream timed out (110: Connection timed out) while proxying upgraded connection"
 
 #: The nginx idiom for WebSocket locations (with the literal Connection value).
 IDIOM = 'proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";'
@@ -218,7 +223,8 @@ class TestHandshake:
     async def test_subprotocol_negotiated(self, make: Callable[..., Setup]) -> None:
         """The upstream's choice among the client's subprotocols reaches the client."""
         s = make()
-        async with connect(s.url("/ws/echo"), proxy=None, subprotocols=["mqtt", "superchat", "chat"]) as ws:  # type: ignore[list-item]
+        offered = [Subprotocol("mqtt"), Subprotocol("superchat"), Subprotocol("chat")]
+        async with connect(s.url("/ws/echo"), proxy=None, subprotocols=offered) as ws:
             assert await s.box.get("protocol") == "superchat"
             assert ws.subprotocol == "superchat"
             assert ws.response is not None
@@ -260,7 +266,7 @@ class TestHandshake:
                 pass
         assert info.value.response.status_code == 502
         assert b"502 Bad Gateway" in info.value.response.body
-        await wait_for(lambda: "connect() failed (111: Connection refused) while connecting to upstream" in s.pyngx.stderr)
+        await wait_for(lambda: REFUSED in s.pyngx.stderr)
 
     async def test_upstream_silent_504(self, make: Callable[..., Setup]) -> None:
         """An upstream that accepts but never answers the handshake gives 504 after proxy_read_timeout."""
@@ -408,9 +414,7 @@ class TestTimeouts:
         assert exc.rcvd is not None and exc.rcvd.code == 1001
         assert 0.8 < waited < 5
         assert (await s.box.get("closed"))[0] == 1001
-        await wait_for(
-            lambda: "upstream timed out (110: Connection timed out) while proxying upgraded connection" in s.pyngx.stderr
-        )
+        await wait_for(lambda: UPGRADED_TIMEOUT in s.pyngx.stderr)
 
     async def test_traffic_keeps_connection_open(self, make: Callable[..., Setup]) -> None:
         """Messages more often than proxy_read_timeout keep the connection open past it."""
@@ -423,6 +427,22 @@ class TestTimeouts:
                 assert await ws.recv() == f"t{i}"
                 i += 1
                 await asyncio.sleep(0.3)  # pacing the traffic, not synchronising
+
+    async def test_client_messages_rearm_read_timeout(self, make: Callable[..., Setup]) -> None:
+        """Client messages alone re-arm proxy_read_timeout (as nginx re-arms its
+        upstream read timer on every event); when they stop, the connection closes."""
+        s = make(IDIOM + " proxy_read_timeout 1s;")
+        async with connect(s.url("/ws/sink"), proxy=None, ping_interval=None) as ws:
+            t0 = time.monotonic()
+            i = 0
+            while time.monotonic() - t0 < 2.5:
+                await ws.send(f"t{i}")
+                i += 1
+                await asyncio.sleep(0.3)  # pacing the traffic, not synchronising
+            assert ws.close_code is None  # still open after 2.5 proxy_read_timeouts
+            exc = await closed(ws)
+        assert exc.rcvd is not None and exc.rcvd.code == 1001
+        assert (await s.box.get("closed"))[0] == 1001
 
     async def test_upstream_send_timeout(self, make: Callable[..., Setup]) -> None:
         """An upstream that stops reading is dropped after proxy_send_timeout; the client gets 1001."""
@@ -442,9 +462,7 @@ class TestTimeouts:
                 flooder.cancel()
                 resume()
         assert exc.rcvd is not None and exc.rcvd.code == 1001
-        await wait_for(
-            lambda: "upstream timed out (110: Connection timed out) while proxying upgraded connection" in s.pyngx.stderr
-        )
+        await wait_for(lambda: UPGRADED_TIMEOUT in s.pyngx.stderr)
 
 
 class TestBackpressure:
@@ -472,3 +490,85 @@ class TestBackpressure:
         assert rss_max < 150 * 1024, f"pyngx RSS reached {rss_max} KiB"
         # Without backpressure the upstream would be done (200 MiB ahead) almost at once.
         assert lead_max < 64 * MiB, f"upstream ran {lead_max / MiB:.0f} MiB ahead"
+
+
+NGINX_CONF = """
+worker_processes 1;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  server {{
+    listen 127.0.0.1:{port};
+    location /ws/ {{ proxy_pass {upstream}; {extra} }}
+  }}
+}}
+"""
+
+
+class TestAgainstNginx:
+    """The same upstream behind nginx and behind pyngx, the same exchanges."""
+
+    @pytest.fixture
+    async def both(self, make: Callable[..., Setup], run_nginx: Callable[..., object]) -> tuple[Setup, str]:
+        """(pyngx setup, nginx base URL) in front of one upstream."""
+        extra = IDIOM + " proxy_set_header X-Real-IP $remote_addr;"
+        s = make(extra)
+        port = free_port()
+        run_nginx(NGINX_CONF.format(port=port, upstream=s.backend.url, extra=extra), port)
+        return s, f"ws://127.0.0.1:{port}"
+
+    async def test_round_trip_and_upstream_close(self, both: tuple[Setup, str]) -> None:
+        """Messages and an upstream close 4001 "bye" reach the client alike through both."""
+        s, nginx = both
+        seen = []
+        for base in (s.url(""), nginx):
+            async with connect(base + "/ws/echo", proxy=None) as ws:
+                await ws.send("héllo")
+                text = await ws.recv()
+                await ws.send(b"\x00\xff")
+                data = await ws.recv()
+                await ws.send("close 4001 bye")
+                exc = await closed(ws)
+            assert exc.rcvd is not None
+            seen.append((text, data, exc.rcvd.code, exc.rcvd.reason))
+        assert seen[0] == seen[1] == ("héllo", b"\x00\xff", 4001, "bye")
+
+    async def test_client_close(self, both: tuple[Setup, str]) -> None:
+        """A client close 4001 "bye" reaches the upstream alike through both."""
+        s, nginx = both
+        seen = []
+        for base in (s.url(""), nginx):
+            async with connect(base + "/ws/echo", proxy=None) as ws:
+                await ws.send("x")
+                assert await ws.recv() == "x"
+                await ws.close(4001, "bye")
+            seen.append(await s.box.get("closed"))
+        assert seen[0] == seen[1] == (4001, "bye")
+
+    async def test_refusal(self, both: tuple[Setup, str]) -> None:
+        """A refused handshake gives the client the same status, body and Set-Cookie through both."""
+        s, nginx = both
+        seen = []
+        for base in (s.url(""), nginx):
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(base + "/ws/refuse", proxy=None):
+                    pass
+            r = info.value.response
+            seen.append((r.status_code, r.body, r.headers.get("Set-Cookie")))
+        assert seen[0] == seen[1]
+
+    async def test_upstream_request_fields(self, both: tuple[Setup, str]) -> None:
+        """The upstream gets the same Host, proxy_set_header value, cookie,
+        Authorization and Upgrade from both (nginx relays the client's key,
+        pyngx makes its own)."""
+        s, nginx = both
+        seen = []
+        extra = {"Cookie": "a=1", "Authorization": "Basic dTpw"}
+        for base in (s.url(""), nginx):
+            async with connect(base + "/ws/echo", proxy=None, additional_headers=extra) as ws:
+                headers = await s.box.get("headers")
+                await ws.send("x")
+                assert await ws.recv() == "x"
+            wanted = ("host", "x-real-ip", "cookie", "authorization", "upgrade", "sec-websocket-version")
+            seen.append({k.lower(): v.lower() for k, v in headers if k.lower() in wanted})
+        assert seen[0] == seen[1]

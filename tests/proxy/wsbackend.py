@@ -17,6 +17,7 @@ Routes (all under /ws/):
     stream    sends ?count=N binary messages of ?size=S bytes as fast as
               the connection takes them, counting bytes in ``Stream``.
     silent    accepts and sends nothing; reports how it was closed.
+    sink      reads and drops every message, never sends; reports the close.
     deaf      accepts and stops reading its socket until the test calls
               the ``resume`` it reports (for proxy_send_timeout).
 """
@@ -143,6 +144,20 @@ def routes(box: Mailbox, stream: Stream | None = None) -> list[tuple[str, str, C
             box.put("closed", (ws.close_code, msg.type.name))
         return ws
 
+    async def sink(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(autoclose=False)
+        await ws.prepare(request)
+        while True:
+            msg = await ws.receive()
+            if msg.type is WSMsgType.CLOSE:
+                box.put("closed", (msg.data, msg.extra))
+                await ws.close()
+                break
+            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                box.put("closed", (ws.close_code, msg.type.name))
+                break
+        return ws
+
     async def deaf(request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
@@ -160,6 +175,7 @@ def routes(box: Mailbox, stream: Stream | None = None) -> list[tuple[str, str, C
 
     return [
         ("GET", "/ws/echo", echo),
+        ("GET", "/ws/sink", sink),
         ("GET", "/ws/deaf", deaf),
         ("GET", "/ws/refuse", refuse),
         ("GET", "/ws/cookie", cookie),
