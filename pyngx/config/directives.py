@@ -391,6 +391,9 @@ _ROWS: list[DirectiveSpec] = [
           default_doc="0", setter=set_num("proxy_next_upstream_tries"), source="ngx_http_proxy_module"),
     _spec("proxy_next_upstream_timeout", HSL, (1, 1), "proxy_next_upstream_timeout time;", default=0.0,
           default_doc="0", setter=set_time("proxy_next_upstream_timeout"), source="ngx_http_proxy_module"),
+    # -- rewrite module rows (rewrite, if, set, break, map, error_page) --
+    # -- proxy header/body rows (add_header, proxy_hide_header, proxy_redirect, client_max_body_size, ...) --
+    # -- static file rows (root, alias, index, try_files, autoindex, types, default_type) --
     # upstream -- nginx: ngx_http_upstream_module
     _spec("upstream", {HTTP}, (1, 1), "upstream name { ... }", block=True, multi=True, level=MAIN,
           source="ngx_http_upstream_module"),

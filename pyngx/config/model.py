@@ -95,6 +95,10 @@ class LocationConf:
     proxy_next_upstream: frozenset[str]
     proxy_next_upstream_tries: int
     proxy_next_upstream_timeout: float
+    # -- rewrite module fields (set, rewrite, if, break, error_page, map users) --
+    # -- proxy header/body fields (add_header, proxy_hide_header, proxy_redirect, ...) --
+    # -- static file fields (root, alias, index, try_files, autoindex, types) --
+    # -- ssl fields --
 
     @property
     def captures(self) -> frozenset[str]:
