@@ -1,16 +1,46 @@
-"""The ASGI application: scope -> server -> location -> handler.
+"""The ASGI application: a request's walk through nginx's phases.
 
 Owns: ``App``, which holds the current ``Runtime`` (one reference, swapped
 whole on reload, so a request uses one config from start to end), builds
-the ``Request``, picks server and location, and runs the handler:
-``return``, ``proxy_pass``, or 404. Each request ends in one access-log
-line.
+the ``Request``, picks the server, and runs the phases; what ends them
+(an answer, a status for error_page, an internal redirect); ``return
+444``'s silent close; the 404 when no handler answers. Each request ends
+in one access-log line, with the conf it ended in.
+
+The phases, as nginx runs them (ngx_http_core_module's phase engine)::
+
+    post-read        realip with the server level's conf
+    server rewrite   the server level's script (rewrite, return, set, if, break)
+    find location    internal -> 404; client_max_body_size -> 413;
+                     auto-redirect -> 301 "uri/"
+    location rewrite the location's script; an "if" that holds makes its
+                     block the current conf
+    post-rewrite     URI changed by rewrite (not "break")? -> find location
+                     again; the 11th time -> 500 "rewrite or internal
+                     redirection cycle"
+    preaccess        realip with the location's conf (unless done)
+    access           allow / deny -> 403
+    (try files)      -- static files: another module's hook, see ``content``
+    content          proxy_pass, or 404
+    then             Finish(status): error_page -> internal redirect (the
+                     phases again from server rewrite, or from location
+                     rewrite in a named location), a 302 to a URL, or
+                     nginx's page; 444 closes the connection
+    log              access_log of the conf the request ended in
+
+Content handlers and other modules end a request early by returning an
+``Outcome`` (pyngx.rewrite): ``Finish(status)`` (error_page applies),
+``Respond``, or ``Redirect`` (``internal_redirect("/uri?args")`` or
+``internal_redirect("@name")``); None means "the answer was sent".
 
 Input: ASGI scopes from Hypercorn. Output: ASGI messages.
 Must not: parse config, or know aiohttp beyond handing the session on.
 
-Source: nginx's request phases (ngx_http_core_module): find server,
-server rewrite (return), find location, location rewrite (return), content.
+Source: nginx's request phases (src/http/ngx_http_core_module.c:
+ngx_http_core_find_config_phase, ngx_http_core_post_rewrite_phase,
+ngx_http_internal_redirect, ngx_http_named_location;
+src/http/ngx_http_special_response.c: ngx_http_special_response_handler,
+ngx_http_send_error_page).
 """
 
 from __future__ import annotations
@@ -18,12 +48,22 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import h2.errors
+from hypercorn.protocol.h2 import H2Protocol
+from hypercorn.protocol.http_stream import ASGIHTTPState, HTTPStream
+from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
+
 from pyngx import log as pyngx_log
-from pyngx.config.model import Config, LocationConf, Return
+from pyngx import tls
+from pyngx.access import allowed, real_ip
+from pyngx.config.model import Config, LocationConf
+from pyngx.errors import SpecialResponse
+from pyngx.filters import ResponseFilter, body_too_large, send_too_large
 from pyngx.proxy.http import proxy_http
 from pyngx.proxy.websocket import proxy_websocket
 from pyngx.request import BadURI, Request, normalize_uri
-from pyngx.responses import PAGE_CODES, send_error, send_simple
+from pyngx.responses import absolute_url, send_error, send_simple, server_header
+from pyngx.rewrite import REDIRECT_CODES, ErrorPage, Finish, Outcome, Redirect, Respond, run_script
 from pyngx.routing import REDIRECT, parse_host
 from pyngx.runtime import Runtime, Sessions
 
@@ -31,7 +71,6 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PROTOCOLS = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1", "2": "HTTP/2.0", "3": "HTTP/3.0"}
 # A WebSocket scope says ws/wss; $scheme is http/https, as in nginx.
 _SCHEMES = {"ws": "http", "wss": "https"}
@@ -138,6 +177,8 @@ class App:
             scope.get("client"),
             scope.get("server"),
         )
+        req.tls = scope.get("extensions", {}).get(tls.SCOPE_KEY)
+        req.quoted_uri, req.plus_in_uri = quoted, b"+" in raw
         return req, quoted
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -153,15 +194,19 @@ class App:
             rt.leave()
 
     async def _serve(self, rt: Runtime, scope: Scope, receive: Receive, raw_send: Send, websocket: bool) -> None:
-        send = _DenialSend(raw_send) if websocket else raw_send
+        # Every response starts through the header filter (add_header, Date, ...).
+        send = filtered = ResponseFilter(_DenialSend(raw_send) if websocket else raw_send)
         try:
             req, quoted = self.request(scope)
         except BadURI as exc:
             await send_error(send, 400, True)
             self.log.info("bad_request", reason=f"client sent invalid request: {exc}", client=_client(scope))
             return
+        filtered.req = req
         group = rt.routes.group(scope.get("server"))
         host_value = req.header_map.get("host")
+        if host_value == "" and req.protocol == "HTTP/2.0":
+            host_value = None  # Hypercorn's empty "host" for an HTTP/2 request without :authority
         host = parse_host(host_value) if host_value is not None else ""
         if group is None or host is None:
             req.status = 400
@@ -175,70 +220,377 @@ class App:
         req.host = host or (srv.server_names[0] if srv.server_names else "")
         if smatch is not None:
             req.set_match(smatch)
-        loc: LocationConf = srv.conf
-        if srv.conf.return_ is None:
-            rc, found, match = rt.routes.location(srv, req.uri)
-            if rc == REDIRECT and found is not None:
-                await self.redirect_slash(req, found, send)
-                rt.access.log(found.access_log, req)
-                return
-            if found is not None:
-                loc = found
-                if match is not None:
-                    req.set_match(match)
-        req.location = loc
-        if loc.return_ is not None:
-            await self.do_return(req, loc, loc.return_, send)
-        elif loc.proxy_pass is not None:
-            plan = rt.plans[id(loc)]
-            if websocket:
-                await proxy_websocket(req, plan, self.sessions.get(plan), scope, receive, raw_send, quoted, self.log)
-            else:
-                await proxy_http(req, plan, self.sessions, receive, send, quoted, self.log)
-        else:
-            # Differs from nginx: no static files yet; nginx would look under root.
-            req.status = 404
-            req.body_bytes_sent = await send_error(send, 404, loc.server_tokens)
-            self.log.info("not_found", reason=f'no proxy_pass or return for "{req.uri}"', client=req.remote_addr,
-                          server=req.host, request=f"{req.method} {req.request_uri} {req.protocol}")
-        rt.access.log(loc.access_log, req)
+        refused = tls.refusal(req.tls, srv)
+        if refused is not None:  # ssl_verify_client on, and no client certificate
+            req.status = 400
+            req.body_bytes_sent = await send_simple(send, 400, refused, b"text/html", srv.conf.server_tokens)
+            self.log.info("ssl_no_client_certificate", reason="client sent no required SSL certificate",
+                          client=req.remote_addr, server=req.host)
+            rt.access.log(srv.conf.access_log, req)
+            return
+        await self.phases(_Flow(rt, req, scope, receive, raw_send, _StatusSend(send), websocket, quoted))
+        rt.access.log((req.location or srv.conf).access_log, req)
 
-    def absolute(self, req: Request, url: str) -> str:
-        """Make a redirect target absolute, as nginx's absolute_redirect on does.
+    # -- the phases -----------------------------------------------------------------
 
-        Source: nginx docs: ngx_http_core_module, absolute_redirect,
-        server_name_in_redirect (off), port_in_redirect (on).
+    async def phases(self, f: _Flow) -> None:
+        """Run the request through the phases (see the module doc) and finish
+        it: answer, error_page, internal redirects, until an answer is out."""
+        real_ip(f.req, f.srv.conf)  # post-read phase: the server level's realip
+        outcome = await self.run_phases(f, _SERVER_REWRITE)
+        while not isinstance(outcome, _Sent):
+            outcome = await self.finish(f, outcome)
+
+    async def run_phases(self, f: _Flow, start: str) -> Outcome | _Sent:
+        """One pass from ``start`` (server rewrite, or location rewrite for a
+        named location) to the content phase; returns what ended it."""
+        req, srv = f.req, f.srv
+        out: Outcome | _Sent | None
+        if start == _SERVER_REWRITE:
+            req.location = srv.conf
+            out = self.script(srv.conf, req)
+            if out is not None:
+                return out
+        find = start == _SERVER_REWRITE
+        while True:
+            if find:
+                out = await self.find_location(f)
+                if out is not None:
+                    return out
+            find = True
+            loc = req.location
+            assert loc is not None
+            out = self.script(loc, req)
+            if out is not None:
+                return out
+            if not req.uri_changed:
+                break
+            out = self.uri_change(f, f'while processing "{req.uri}"')  # post-rewrite phase
+            if out is not None:
+                return out
+        loc = req.location
+        real_ip(req, loc)  # preaccess phase: the location's realip, unless done
+        if not allowed(loc.access, req.remote_addr):  # access phase
+            self.log.error("access_forbidden", reason="access forbidden by rule", **_context(req))
+            return Finish(403)
+        return await self.content(f)
+
+    def script(self, conf: LocationConf, req: Request) -> Outcome | None:
+        """The rewrite phase of one level: its rewrite-module script."""
+        if not conf.script:
+            return None
+        log = None
+        if conf.rewrite_log:
+            def log(message: str) -> None:
+                self.log.info("rewrite", nginx_level="notice", reason=message, **_context(req))
+        return run_script(conf.script, req, log)
+
+    async def find_location(self, f: _Flow) -> Outcome | _Sent | None:
+        """nginx's find-config phase: the location for the URI, then the
+        checks nginx makes there (internal, client_max_body_size, auto-redirect).
+
+        Source: nginx src/http/ngx_http_core_module.c, ngx_http_core_find_config_phase.
         """
-        if not url.startswith("/"):
-            return url
-        default = 443 if req.scheme == "https" else 80
-        host = req.host if ":" not in req.host or req.host.startswith("[") else f"[{req.host}]"
-        port = "" if req.server_port in (default, 0) else f":{req.server_port}"
-        return f"{req.scheme}://{host}{port}{url}"
+        req, srv = f.req, f.srv
+        req.uri_changed = False
+        rc, found, match = f.rt.routes.location(srv, req.uri)
+        loc = found or srv.conf
+        if match is not None:
+            req.set_match(match)
+        req.location = loc
+        req.valid_location = True
+        if loc.internal and not req.internal:
+            return Finish(404)
+        if body_too_large(req, loc):  # client_max_body_size, before any handler
+            await send_too_large(req, f.send, self.log)
+            return _SENT
+        if rc == REDIRECT:
+            # auto_redirect: a location "/x/" with proxy_pass answers "/x" with a 301.
+            return Finish(301, loc.name if not req.args else f"{req.uri}/?{req.args}")
+        return None
 
-    async def do_return(self, req: Request, loc: LocationConf, ret: Return, send: Send) -> None:
-        """``return`` (nginx: ngx_http_rewrite_module, return)."""
-        code = ret.code
-        req.status = code
-        tokens = loc.server_tokens
-        if code in _REDIRECTS and ret.text is not None:
-            location = self.absolute(req, ret.text.render(req))
-            extra = [(b"location", location.encode("latin-1", "replace"))]
-            req.body_bytes_sent = await send_error(send, code, tokens, extra)
-        elif ret.text is not None:
-            body = ret.text.render(req).encode()
-            req.body_bytes_sent = await send_simple(send, code, body, loc.default_type.encode(), tokens)
-        elif code in PAGE_CODES:
-            req.body_bytes_sent = await send_error(send, code, tokens)
-        else:
-            await send_simple(send, code, b"", None, tokens)
+    def uri_change(self, f: _Flow, what: str) -> Finish | None:
+        """Count a URI change (rewrite, internal redirect): the 11th is a 500.
 
-    async def redirect_slash(self, req: Request, loc: LocationConf, send: Send) -> None:
-        """301 to the URI with "/" appended (nginx's auto_redirect for proxy_pass locations)."""
-        target = loc.name if not req.args else f"{req.uri}/?{req.args}"
-        req.status = 301
-        extra = [(b"location", self.absolute(req, target).encode("latin-1"))]
-        req.body_bytes_sent = await send_error(send, 301, loc.server_tokens, extra)
+        Source: nginx src/http/ngx_http_core_module.c (NGX_HTTP_MAX_URI_CHANGES).
+        """
+        f.uri_changes -= 1
+        if f.uri_changes > 0:
+            return None
+        self.log.error("rewrite_cycle", reason=f"rewrite or internal redirection cycle {what}", **_context(f.req))
+        return Finish(500)
+
+    async def content(self, f: _Flow) -> Outcome | _Sent:
+        """The content phase: proxy_pass, or 404.
+
+        A handler returns None when it sent the answer, or an ``Outcome``.
+        """
+        req, loc = f.req, f.req.location
+        assert loc is not None
+        if loc.proxy_pass is not None:
+            plan = f.rt.plans[id(loc)]
+            try:
+                if f.websocket:
+                    await proxy_websocket(req, plan, self.sessions, f.scope, f.receive, f.raw_send,
+                                          f.quoted, self.log)
+                else:
+                    await proxy_http(req, plan, self.sessions, f.receive, f.send, f.quoted, self.log)
+            except SpecialResponse as exc:  # its 502/504, or an intercepted error, for error_page
+                if exc.close:  # client_body_timeout: nginx closes unanswered, 408 in the log
+                    req.status = exc.status
+                    await close_connection(f.raw_send)
+                    return _SENT
+                return Finish(exc.status, headers=tuple(exc.headers))
+            return _SENT
+        # -- static files: serve_static(...) goes here (root, alias, index, try_files);
+        #    it returns None when it answered, or an Outcome (Finish(404), internal_redirect(...)).
+        # Differs from nginx: no static files yet; nginx would look under root.
+        self.log.info("not_found", reason=f'no proxy_pass or return for "{req.uri}"', **_context(req))
+        return Finish(404)
+
+    # -- the end of a pass: answers, error_page, internal redirects ------------------
+
+    async def finish(self, f: _Flow, outcome: Outcome) -> Outcome | _Sent:
+        """Act on what ended a pass of the phases."""
+        if isinstance(outcome, Redirect):
+            return await self.internal_redirect(f, outcome)
+        if isinstance(outcome, Respond):
+            await self.respond(f, outcome)
+            return _SENT
+        if outcome.status == 444:
+            f.req.status = 444
+            await close_connection(f.raw_send)
+            return _SENT
+        if outcome.location is not None:
+            f.location = outcome.location  # it stays on the answer, as nginx's headers_out.location
+        page = self.error_page(f, outcome.status)
+        if page is None:
+            await self.special(f, outcome.status, outcome.headers)
+            return _SENT
+        return await self.send_error_page(f, page)
+
+    def error_page(self, f: _Flow, status: int) -> ErrorPage | None:
+        """The current conf's error_page for ``status``, if one may act now.
+
+        Without ``recursive_error_pages``, a location's error_page acts once
+        per request; none acts after a redirection cycle.
+
+        Source: nginx src/http/ngx_http_special_response.c, ngx_http_special_response_handler.
+        """
+        conf = f.req.location
+        assert conf is not None
+        f.err_status = status
+        if f.error_page_done or not conf.error_page or f.uri_changes == 0:
+            return None
+        if not conf.recursive_error_pages:
+            f.error_page_done = True
+        return next((p for p in conf.error_page if p.code == status), None)
+
+    async def send_error_page(self, f: _Flow, page: ErrorPage) -> Outcome | _Sent:
+        """Follow an error_page: an internal redirect (a GET unless HEAD), or a
+        redirect of the client to a URL (302, or the "=" code if a redirect one).
+
+        Source: nginx src/http/ngx_http_special_response.c, ngx_http_send_error_page.
+        """
+        req = f.req
+        if page.overwrite >= 0:
+            f.err_status = page.overwrite
+        target = page.target(req)
+        if isinstance(target, Redirect):
+            if not target.uri.startswith("@") and req.method != "HEAD":
+                req.method = "GET"
+            return target
+        if page.overwrite not in REDIRECT_CODES:
+            f.err_status = 302
+        f.location = target
+        await self.special(f, f.err_status)
+        return _SENT
+
+    async def internal_redirect(self, f: _Flow, to: Redirect) -> Outcome | _Sent:
+        """Run the phases again for ``to``: from server rewrite with the new
+        URI and args, or from location rewrite in the named location "@name".
+
+        Source: nginx src/http/ngx_http_core_module.c, ngx_http_internal_redirect,
+        ngx_http_named_location.
+        """
+        req = f.req
+        if to.uri.startswith("@"):
+            out = self.uri_change(f, f'while redirect to named location "{to.uri}"')
+            if out is not None:
+                return out
+            named = f.rt.routes.named_location(f.srv, to.uri)
+            if named is None:
+                self.log.error("named_location_missing", reason=f'could not find named location "{to.uri}"',
+                               **_context(req))
+                return Finish(500)
+            req.location = named
+            return await self.run_phases(f, _LOCATION_REWRITE)
+        out = self.uri_change(f, f'while internally redirecting to "{to.uri}"')
+        if out is not None:
+            return out
+        req.uri, req.args = to.uri, to.args
+        req.internal = True
+        req.valid_unparsed_uri = False
+        return await self.run_phases(f, _SERVER_REWRITE)
+
+    async def respond(self, f: _Flow, out: Respond) -> None:
+        """``return code text`` (nginx: ngx_http_send_response): the text with
+        Content-Type default_type; a 204 has neither Content-Type nor Content-Length."""
+        req, loc = f.req, f.req.location
+        assert loc is not None
+        status = f.err_status or out.status
+        body = out.body.encode()
+        headers = [(b"server", server_header(loc.server_tokens))]
+        if status != 204:
+            headers += [(b"content-type", loc.default_type.encode()), (b"content-length", str(len(body)).encode())]
+        if f.location is not None:
+            headers.append((b"location", _location(req, f.location)))
+        req.status = status
+        await f.send({"type": "http.response.start", "status": status, "headers": headers})
+        await f.send({"type": "http.response.body", "body": body if status != 204 else b"", "more_body": False})
+        req.body_bytes_sent = len(body) if status != 204 else 0
+
+    async def special(self, f: _Flow, status: int, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        """nginx's own page for ``status`` (with Location for a redirect)."""
+        req, loc = f.req, f.req.location
+        assert loc is not None
+        extra = list(headers)
+        if f.location is not None:
+            extra.append((b"location", _location(req, f.location)))
+        req.status = status
+        req.body_bytes_sent = await send_error(f.send, status, loc.server_tokens, extra)
+
+
+#: Phases a pass can start from.
+_SERVER_REWRITE, _LOCATION_REWRITE = "server rewrite", "location rewrite"
+
+
+class _Sent:
+    """The answer is out: nothing more to do but log."""
+
+
+_SENT = _Sent()
+
+
+class _Flow:
+    """One request on its way through the phases: what nginx keeps in the
+    request beyond its variables (ngx_http_request_t's phase state).
+
+    Attributes:
+        uri_changes: URI changes left before "rewrite or internal
+            redirection cycle" (nginx: NGX_HTTP_MAX_URI_CHANGES + 1).
+        err_status: the status an error_page answer keeps (nginx: r->err_status; 0: none).
+        error_page_done: an error_page acted (without recursive_error_pages).
+        location: a redirect's Location, which stays on later answers.
+    """
+
+    __slots__ = ("rt", "req", "srv", "scope", "receive", "raw_send", "send", "websocket", "quoted",
+                 "uri_changes", "err_status", "error_page_done", "location")
+
+    def __init__(self, rt: Runtime, req: Request, scope: Scope, receive: Receive, raw_send: Send,
+                 send: _StatusSend, websocket: bool, quoted: bool) -> None:
+        self.rt = rt
+        self.req = req
+        assert req.server is not None
+        self.srv = req.server
+        self.scope = scope
+        self.receive = receive
+        self.raw_send = raw_send
+        self.send = send
+        send.flow = self
+        self.websocket = websocket
+        self.quoted = quoted
+        self.uri_changes = 11
+        self.err_status = 0
+        self.error_page_done = False
+        self.location: str | None = None
+
+
+class _StatusSend:
+    """The send of one request: after an error_page, the answer has the
+    status error_page chose (nginx: r->err_status in ngx_http_send_header)."""
+
+    __slots__ = ("send", "flow")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.flow: _Flow | None = None
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        f = self.flow
+        if f is not None and f.err_status and message["type"] == "http.response.start":
+            message = {**message, "status": f.err_status}
+            f.req.status = f.err_status
+        await self.send(message)
+
+
+def internal_redirect(target: str) -> Redirect:
+    """The outcome that redirects a request internally, for a handler to return.
+
+    Args:
+        target: "/uri" or "/uri?args" (the phases run again from server
+            rewrite with that URI and those args; the client's args are
+            dropped, as nginx does), or "@name" (the named location's
+            rewrite phase runs next, with the URI unchanged).
+
+    Source: nginx src/http/ngx_http_core_module.c, ngx_http_internal_redirect,
+    ngx_http_named_location (used by error_page and try_files).
+    """
+    return Redirect.to(target)
+
+
+async def close_connection(send: Send) -> bool:
+    """Close the client's connection without an answer (nginx's ``return 444``).
+
+    ASGI has no message for this. Hypercorn closes an HTTP/1.x connection
+    when the app ends without answering, but sends a 500 first; so the
+    stream is marked closed, which leaves it nothing to send. On HTTP/2 the
+    stream is reset (RST_STREAM, INTERNAL_ERROR), as nginx does.
+
+    Args:
+        send: the scope's own send (Hypercorn's HTTPStream or WSStream).
+
+    Returns:
+        False when ``send`` is not Hypercorn's or the answer has begun; the
+        client then gets Hypercorn's 500 with Connection: close.
+    """
+    stream = getattr(send, "__self__", None)
+    closed: ASGIHTTPState | ASGIWebsocketState
+    if isinstance(stream, HTTPStream) and stream.state is ASGIHTTPState.REQUEST:
+        closed = ASGIHTTPState.CLOSED
+    elif isinstance(stream, WSStream) and stream.state is ASGIWebsocketState.HANDSHAKE:
+        closed = ASGIWebsocketState.HTTPCLOSED
+    else:
+        return False
+    protocol = getattr(stream.send, "__self__", None)
+    if isinstance(protocol, H2Protocol):
+        protocol.connection.reset_stream(stream.stream_id, error_code=h2.errors.ErrorCodes.INTERNAL_ERROR)
+        await protocol._flush()
+    stream.state = closed  # type: ignore[assignment]
+    return True
+
+
+# Control characters cannot go into a header field (h11 refuses them).
+_CONTROL = {c: f"%{c:02X}" for c in (*range(0x20), 0x7F)}
+
+
+def _location(req: Request, url: str) -> bytes:
+    """The Location field: made absolute as nginx does, as UTF-8 bytes.
+
+    Differs from nginx: control characters (from a decoded capture, say)
+    are %-escaped; nginx would send them as they are.
+    """
+    return absolute_url(req, url).translate(_CONTROL).encode("utf-8", "surrogateescape")
+
+
+def _context(req: Request) -> dict[str, str]:
+    """nginx's error-log context: client, server, request, host."""
+    return {
+        "client": req.remote_addr,
+        "server": req.server.server_names[0] if req.server is not None and req.server.server_names else "",
+        "request": f"{req.method} {req.request_uri} {req.protocol}",
+        "host": req.header_map.get("host", ""),
+    }
 
 
 def _client(scope: Scope) -> str:

@@ -31,8 +31,17 @@ DATE = "2026-11-21"
 #: Where ``main()`` writes the page, relative to the repository root.
 CONF5 = Path(__file__).resolve().parent.parent / "man" / "pyngx.conf.5"
 
-#: Context names in nesting order, for the Context: line.
-_CONTEXT_ORDER = ("main", "events", "http", "server", "location")
+#: Context names in nesting order, for the Context: line. An ``if`` block
+#: in a server and one in a location read "if" together, as in nginx's docs.
+_CONTEXT_ORDER = ("main", "events", "http", "server", "location", "if in server", "if in location")
+
+
+def _contexts(spec: DirectiveSpec) -> str:
+    """nginx's Context: line, e.g. "server, location, if" or "location, if in location"."""
+    names = [c for c in _CONTEXT_ORDER if c in spec.contexts]
+    if "if in server" in names and "if in location" in names:
+        names = [c for c in names if not c.startswith("if in ")] + ["if"]
+    return ", ".join(names)
 
 #: Directives in NGINX_DIRECTIVES that never reach the table check:
 #: parse.py expands ``include`` before build.py looks at names.
@@ -88,7 +97,7 @@ def _url(spec: DirectiveSpec) -> str:
 
 
 def _directive(spec: DirectiveSpec) -> list[str]:
-    contexts = ", ".join(c for c in _CONTEXT_ORDER if c in spec.contexts)
+    contexts = _contexts(spec)
     lines = [
         f".SS {spec.name}",
         ".PD 0",

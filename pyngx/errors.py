@@ -6,6 +6,7 @@
      +-- ConfigError        the operator's config file (printed as nginx's [emerg])
      |    +-- ConfigValueError  a directive's value; file and line filled in by build
      +-- UpstreamError      a peer failed: 502 Bad Gateway or 504 Gateway Time-out
+     +-- SpecialResponse    a status handed to error_page (proxy_intercept_errors)
      +-- ClientError        the client misbehaved: 400 Bad Request, 413, 499
 
 No module outside this one defines an exception that crosses a module
@@ -79,6 +80,30 @@ class UpstreamError(PyngxError):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+class SpecialResponse(PyngxError):
+    """A handler ends the request with ``status`` and leaves the answer to
+    ``error_page``, which the location has for that status (nginx:
+    ngx_http_finalize_request(r, status) -> ngx_http_special_response_handler).
+
+    proxy/http.py raises it before anything is sent, for its own 502/504
+    and, with ``proxy_intercept_errors on``, for an upstream status >= 300;
+    app.py catches it and runs the location's error_page.
+
+    Args:
+        status: the status error_page is looked up by.
+        headers: fields the answer keeps (an intercepted 401 keeps the
+            upstream's WWW-Authenticate, as nginx does).
+        close: no answer at all: close the connection and log ``status``
+            (nginx's ngx_http_terminate_request, e.g. 408 for client_body_timeout).
+    """
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]] | None = None, close: bool = False) -> None:
+        super().__init__(f"special response {status}")
+        self.status = status
+        self.headers = headers or []
+        self.close = close
 
 
 class ClientError(PyngxError):

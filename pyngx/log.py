@@ -27,6 +27,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import MutableMapping
 from typing import IO, Any
 
 import structlog
@@ -149,7 +150,7 @@ def _render_line(level: str, event: str, reason: str | None) -> str:
     return text + (f": {reason}" if reason else "")
 
 
-def _level(_: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _level(_: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Set ``level`` to the nginx name; ``nginx_level="notice"`` overrides the method."""
     level = event.pop("nginx_level", None) or _METHOD_LEVEL.get(method, method)
     if LEVELS.get(level, 40) < _state["threshold"]:
@@ -161,7 +162,7 @@ def _level(_: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
 _state: dict[str, Any] = {"threshold": LEVELS["notice"], "path": "stderr"}
 
 
-def _render_error(_: Any, method: str, event: dict[str, Any]) -> str:
+def _render_error(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
     text = _render_line(event.pop("level", method), event.pop("event", ""), event.pop("reason", None))
     for key in _CONTEXT_KEYS:
         if key in event:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
+from typing import Any
 from pathlib import Path
 
 from watchfiles import Change, awatch
@@ -97,7 +98,7 @@ def stamps(files: tuple[Path, ...]) -> tuple[tuple[Path, int, int], ...]:
 CATCH_UP_DELAY = 0.3
 
 
-async def watch(files: Callable[[], tuple[Path, ...]], on_change: Callable[[], Awaitable[None]],
+async def watch(files: Callable[[], tuple[Path, ...]], on_change: Callable[[], Awaitable[Any]],
                 stop: asyncio.Event, loaded: Callable[[], tuple[tuple[Path, int, int], ...]] | None = None) -> None:
     """Call ``on_change`` once per burst of edits to any of ``files()``.
 
@@ -128,7 +129,7 @@ async def watch(files: Callable[[], tuple[Path, ...]], on_change: Callable[[], A
             catch_up.cancel()
 
 
-async def _watch(files: Callable[[], tuple[Path, ...]], on_change: Callable[[], Awaitable[None]],
+async def _watch(files: Callable[[], tuple[Path, ...]], on_change: Callable[[], Awaitable[Any]],
                  stop: asyncio.Event) -> None:
     while not stop.is_set():
         watched = {p.resolve() for p in files()}

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pyngx.config.model import LocationConf, ServerConf
     from pyngx.config.values import ProxyPass
+    from pyngx.tls import TLSInfo
 
 
 class Request:
@@ -35,18 +36,32 @@ class Request:
         host: ``$host``: Host without port, lower-cased, or the server name.
         server, location: the matched server and location confs.
         captures: groups of the last regex match (``$1``..``$9``).
-        named_captures: named groups of the last regex match.
+        variables: values of the variables the config declares, by name:
+            ``set``, named regex captures (kept until another match sets
+            them, as in nginx) and map values cached for the request.
         proxy: the proxy_pass URL in use, for ``$proxy_host``.
         start: ``time.time()`` when the request started.
         status, body_bytes_sent: what was sent to the client.
         upstream_addr, upstream_status: the peer tried and its answer.
+        tls: the TLS connection's facts ($ssl_*), or None on a plain connection.
+        internal: an internal redirect or a rewrite happened (nginx: r->internal).
+        uri_changed: a rewrite changed the URI: find the location again.
+        valid_location: the location found still applies to the URI (a
+            ``rewrite ... break`` clears it: proxy_pass's URI part is not used).
+        valid_unparsed_uri: the request line's target can go upstream as
+            sent (nginx: r->valid_unparsed_uri; cleared by rewrites and ``set $args``).
+        quoted_uri, plus_in_uri: the sent path had %-escapes / "+".
+        realip_remote_addr, realip_remote_port: the connection's address
+            when the realip module replaced $remote_addr, else None.
     """
 
     __slots__ = (
         "method", "request_uri", "uri", "args", "headers", "header_map", "scheme", "protocol",
         "remote_addr", "remote_port", "server_addr", "server_port", "host", "server", "location",
-        "captures", "named_captures", "proxy", "start", "status", "body_bytes_sent",
+        "captures", "variables", "proxy", "start", "status", "body_bytes_sent",
         "upstream_addr", "upstream_status", "upstream_response_time", "upstream_connect_time", "request_id",
+        "tls", "internal", "uri_changed", "valid_location", "valid_unparsed_uri", "quoted_uri", "plus_in_uri",
+        "realip_remote_addr", "realip_remote_port",
     )
 
     def __init__(
@@ -84,7 +99,15 @@ class Request:
         self.server: ServerConf | None = None
         self.location: LocationConf | None = None
         self.captures: tuple[str, ...] = ()
-        self.named_captures: dict[str, str] = {}
+        self.variables: dict[str, str] = {}
+        self.internal = False
+        self.uri_changed = False
+        self.valid_location = True
+        self.valid_unparsed_uri = True
+        self.quoted_uri = False
+        self.plus_in_uri = False
+        self.realip_remote_addr: str | None = None
+        self.realip_remote_port = 0
         self.proxy: ProxyPass | None = None
         self.start = time.time()
         self.status = 0
@@ -94,11 +117,13 @@ class Request:
         self.upstream_response_time = ""
         self.upstream_connect_time = ""
         self.request_id = ""
+        self.tls: TLSInfo | None = None
 
     def set_match(self, match: Any) -> None:
         """Remember a regex match's groups for ``$1``..``$9`` and named captures."""
         self.captures = (match.group(0), *(g or "" for g in match.groups()))
-        self.named_captures = {k: v or "" for k, v in match.groupdict().items()}
+        for name, value in match.groupdict().items():
+            self.variables[name.lower()] = value or ""
 
 
 class BadURI(ValueError):

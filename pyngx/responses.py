@@ -9,10 +9,15 @@ Must not: proxy or route.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
 
 from pyngx import __version__
+
+if TYPE_CHECKING:
+    from pyngx.request import Request
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -40,6 +45,37 @@ PAGE_CODES = frozenset(c for c in STATUS_TEXT if c >= 301 and c not in (304,))
 def server_header(tokens: bool) -> bytes:
     """The Server field value: ``pyngx/VERSION``, or ``pyngx`` with server_tokens off."""
     return f"pyngx/{__version__}".encode() if tokens else b"pyngx"
+
+
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def http_date() -> bytes:
+    """The Date field value for now (RFC 9110 5.6.7 IMF-fixdate), made once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True).encode("ascii"))
+    return _date_cache[1]
+
+
+def absolute_url(req: Request, url: str) -> str:
+    """Make a redirect target that starts with "/" absolute, as nginx's header
+    filter does for Location (absolute_redirect on).
+
+    The host is $host (server_name_in_redirect off); the port is the one the
+    request came in on, left out when it is the scheme's default
+    (port_in_redirect on).
+
+    Source: nginx docs: ngx_http_core_module, absolute_redirect,
+    server_name_in_redirect, port_in_redirect; ngx_http_header_filter_module.c.
+    """
+    if not url.startswith("/"):
+        return url
+    default = 443 if req.scheme == "https" else 80
+    host = req.host if ":" not in req.host or req.host.startswith("[") else f"[{req.host}]"
+    port = "" if req.server_port in (default, 0) else f":{req.server_port}"
+    return f"{req.scheme}://{host}{port}{url}"
 
 
 def error_page(status: int, tokens: bool) -> bytes:

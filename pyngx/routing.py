@@ -186,10 +186,16 @@ class RouteTable:
     def __init__(self, config: Config) -> None:
         self.groups: dict[tuple[str, int], ServerGroup] = {}
         self.levels: dict[int, LocationLevel] = {}
+        #: id(server) -> "@name" -> named location (the first of a name wins).
+        self.named: dict[int, dict[str, LocationConf]] = {}
         servers = config.http.servers if config.http is not None else ()
         added: set[tuple[tuple[str, int], int]] = set()
         for srv in servers:
             self.levels[id(srv)] = LocationLevel.compile(srv.conf)
+            named = self.named[id(srv)] = {}
+            for loc in srv.conf.locations:
+                if loc.modifier == "@":
+                    named.setdefault(loc.name, loc)
             for lst in srv.listens:
                 group = self.groups.get(lst.address)
                 if group is None:
@@ -226,6 +232,10 @@ class RouteTable:
     def location(self, srv: ServerConf, uri: str) -> tuple[str, LocationConf | None, re.Match[str] | None]:
         """Find the location of ``srv`` for the normalized ``uri`` (see module doc)."""
         return self.levels[id(srv)].find(uri)
+
+    def named_location(self, srv: ServerConf, name: str) -> LocationConf | None:
+        """The location ``@name`` of ``srv`` (named locations are server-level only)."""
+        return self.named[id(srv)].get(name)
 
 
 # nginx lower-cases ASCII letters only (ngx_strlow); other bytes stay.

@@ -18,9 +18,10 @@ from typing import Any
 
 import aiohttp
 
-from pyngx.config.model import Config, LocationConf
+from pyngx.config.model import AccessLog, Config, LocationConf
 from pyngx.log import AccessLogger
-from pyngx.proxy.http import ProxyPlan
+from pyngx.rewrite import if_confs
+from pyngx.proxy.http import ProxyClientRequest, ProxyPlan
 from pyngx.routing import RouteTable
 from pyngx.upstream.groups import Upstreams
 from pyngx.upstream.peers import Peer
@@ -30,8 +31,9 @@ _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 
 def iter_locations(conf: LocationConf) -> Iterator[LocationConf]:
-    """``conf`` and every location nested in it, depth first."""
+    """``conf``, the confs of its ``if`` blocks, and every location nested in it, depth first."""
     yield conf
+    yield from if_confs(conf.script)
     for loc in conf.locations:
         yield from iter_locations(loc)
 
@@ -87,6 +89,7 @@ def new_session(
         requote_redirect_url=False,
         version=version,
         trace_configs=[_connect_trace()] if traced else None,
+        request_class=ProxyClientRequest,
     )
 
 
@@ -158,14 +161,14 @@ class Runtime:
         """
         self.config = config
         self.routes = RouteTable(config)
-        self.upstreams = Upstreams(config, previous.upstreams if previous is not None else None)
+        self.upstreams: Upstreams = Upstreams(config, previous.upstreams if previous is not None else None)
         self.plans: dict[int, ProxyPlan] = {}
-        targets = []
+        targets: list[AccessLog] = []
         for srv in config.http.servers if config.http is not None else ():
             for loc in iter_locations(srv.conf):
                 targets.extend(loc.access_log)
                 if loc.proxy_pass is not None:
-                    plan = self.plans[id(loc)] = ProxyPlan(loc, self.upstreams.for_location(loc))
+                    plan = self.plans[id(loc)] = ProxyPlan(loc, self.upstreams.for_location(loc), self.upstreams)
                     # Connection timing costs a little per request: only when a log or header uses it.
                     plan.traced = "upstream_connect_time" in config.text
         self.access = AccessLogger()

@@ -38,8 +38,9 @@ from hypercorn.config import Sockets
 from hypercorn.utils import wrap_app
 
 from pyngx import log as pyngx_log
-from pyngx import notify
+from pyngx import notify, tls
 from pyngx.app import App
+from pyngx.proxy import websocket
 from pyngx.config.model import Config
 from pyngx.config.values import Listen
 from pyngx.errors import ConfigError, PyngxError
@@ -78,6 +79,7 @@ def bind(lst: Listen) -> socket.socket:
     Raises:
         StartError: ``bind() to ADDR failed (98: Address already in use)``.
     """
+    addr: str | tuple[str, int]
     if lst.host.startswith("unix:"):
         family, addr = socket.AF_UNIX, lst.host[5:]
     elif lst.family_v6:
@@ -186,6 +188,19 @@ class _ToStructlog(logging.Handler):
             logger.debug("server_event", reason=msg)
 
 
+def client_keepalive(config: Config) -> float:
+    """Hypercorn's keep_alive_timeout: the http-level keepalive_timeout.
+
+    Hypercorn's timer is per process, so a server or location value is not
+    used (except 0: pyngx.filters then closes after the response). A new
+    connection also has this long to send its first request header. For
+    ``keepalive_timeout 0`` the timer gets client_header_timeout's default
+    (60s), as the responses close the connections themselves.
+    """
+    timeout = config.http.keepalive_timeout if config.http is not None else 75.0
+    return timeout or 60.0
+
+
 def hypercorn_config() -> HypercornConfig:
     """Hypercorn settings that give nginx's defaults where nginx has one."""
     hc = HypercornConfig()
@@ -193,7 +208,9 @@ def hypercorn_config() -> HypercornConfig:
     hc.keep_alive_max_requests = 1000  # nginx: keepalive_requests 1000
     hc.h11_max_incomplete_size = 32 * 1024  # nginx: large_client_header_buffers 4 8k
     hc.include_server_header = False  # pyngx sends its own Server field
+    hc.include_date_header = False  # and Date (pyngx.filters), so that proxy_pass_header Date can pass the upstream's
     hc.h11_pass_raw_headers = True  # forward header names in the client's case
+    hc.websocket_max_message_size = websocket.MAX_MESSAGE_SIZE  # one limit both ways (close 1009)
     hc.graceful_timeout = GRACEFUL_FOREVER
     hc.accesslog = None
     errlog = logging.getLogger("pyngx.hypercorn")
@@ -220,6 +237,8 @@ class _Listener:
     sock: socket.socket
     stop: asyncio.Event
     task: asyncio.Task[None]
+    #: pyngx's own listener (TLS, h2c), else None: Hypercorn's worker_serve.
+    own: tls.Listener | None = None
 
 
 class Server:
@@ -231,6 +250,7 @@ class Server:
         socks: listening sockets by address.
         watch_files: reload when a config file changes.
         is_worker: a worker under master.py (no pid file, no notify, no watching).
+        tls_plans: the TLS / HTTP/2 plans of ``config`` (pyngx.tls.build), when already made.
     """
 
     def __init__(
@@ -240,6 +260,7 @@ class Server:
         socks: dict[Address, socket.socket],
         watch_files: bool = True,
         is_worker: bool = False,
+        tls_plans: dict[Address, tls.ListenPlan] | None = None,
     ) -> None:
         self.loader = loader
         self.config = config
@@ -248,7 +269,10 @@ class Server:
         self.is_worker = is_worker
         self.app = App(config)
         self.hc = hypercorn_config()
-        self.asgi = wrap_app(self.app, self.hc.wsgi_max_body_size, "asgi")
+        self.hc.keep_alive_timeout = client_keepalive(config)
+        self.asgi = wrap_app(self.app, self.hc.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+        #: TLS and HTTP/2 plans of the current config, by listen address (pyngx.tls).
+        self.tls_plans = tls_plans if tls_plans is not None else tls.build(config).plans
         self.listeners: dict[Address, _Listener] = {}
         self.stopped = asyncio.Event()
         self.reload_lock = asyncio.Lock()
@@ -329,10 +353,43 @@ class Server:
 
     def start_listener(self, addr: Address, sock: socket.socket) -> None:
         stop = asyncio.Event()
+        plan = self.tls_plans.get(addr)
+        if plan is not None:  # TLS or h2c: pyngx's own accept loop (pyngx.tls)
+            own = tls.Listener(self.asgi, self.hc, plan)
+            task = asyncio.get_running_loop().create_task(own.serve(sock, stop.wait))
+            self.listeners[addr] = _Listener(sock, stop, task, own)
+            return
         task = asyncio.get_running_loop().create_task(
             worker_serve(self.asgi, self.hc, sockets=Sockets([], [sock], []), shutdown_trigger=stop.wait)
         )
         self.listeners[addr] = _Listener(sock, stop, task)
+
+    def retune_listener(self, addr: Address) -> None:
+        """Give a kept listener the current config's TLS / HTTP/2 plan.
+
+        A TLS or h2c listener takes the new plan for the connections it
+        accepts from now on (new certificates included); one that changes
+        kind (plain HTTP/1.1 <-> TLS or h2c) is restarted on a duplicate of
+        its socket, so the address never stops listening, and the old one
+        drains.
+        """
+        listener = self.listeners[addr]
+        plan = self.tls_plans.get(addr)
+        if listener.own is not None and plan is not None:
+            listener.own.update(plan)
+            return
+        if listener.own is None and plan is None:
+            return
+        sock = listener.sock.dup()  # the old listener closes its own descriptor when it stops
+        self.socks[addr] = sock
+        self.start_listener(addr, sock)
+        listener.stop.set()
+
+        async def drain() -> None:
+            await asyncio.gather(listener.task, return_exceptions=True)
+            listener.sock.close()
+
+        asyncio.get_running_loop().create_task(drain())
 
     async def stop_listener(self, addr: Address) -> None:
         """Stop accepting on ``addr``; its connections drain gracefully."""
@@ -375,6 +432,7 @@ class Server:
                 return False
             self.stamps = stamps(self.config.files)
             new = await asyncio.to_thread(self.loader)
+            plans = await asyncio.to_thread(tls.build, new)  # certificates are read again on every reload
             runtime = Runtime(new, previous=self.app.runtime)
         except ConfigError as err:
             self.log.error("reload_failed", nginx_level="emerg", reason=f"{err}; keeping the old configuration")
@@ -393,9 +451,14 @@ class Server:
         self.stamps = new.stamps
         self.app.swap(runtime)
         self.config = new
+        self.hc.keep_alive_timeout = client_keepalive(new)
         added = [a for a in socks if a not in self.socks]
         removed = [a for a in self.socks if a not in socks]
         self.socks = socks
+        self.tls_plans = plans.plans
+        for addr in socks:
+            if addr not in added:
+                self.retune_listener(addr)
         for addr in added:
             self.start_listener(addr, socks[addr])
         for addr in removed:
@@ -465,11 +528,12 @@ def run(loader: Callable[[], Config], config: Config, watch_files: bool = True,
         return run_master(loader, config, watch_files, worker_argv or [])
     if config.pid:
         PidFile(config.pid).file.close()  # fail early if another pyngx holds it
+    plans = tls.build(config).plans  # certificates are read before the sockets listen
     socks = open_sockets(config)
     if config.daemon:
         daemonize()
     try:
-        serve(lambda: Server(loader, config, socks, watch_files=watch_files))
+        serve(lambda: Server(loader, config, socks, watch_files=watch_files, tls_plans=plans))
     finally:
         for s in socks.values():
             s.close()

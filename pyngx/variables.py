@@ -19,8 +19,11 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from http.cookies import SimpleCookie
+from types import MappingProxyType
 from urllib.parse import parse_qsl
 
 from pyngx import __version__
@@ -85,6 +88,10 @@ VARIABLES: dict[str, Getter] = {
     "remote_port": lambda r: str(r.remote_port) if r.remote_port else "",
     "remote_user": _remote_user,
     "binary_remote_addr": lambda r: r.remote_addr,
+    # ngx_http_realip_module: the connection's own address and port.
+    "realip_remote_addr": lambda r: r.realip_remote_addr if r.realip_remote_addr is not None else r.remote_addr,
+    "realip_remote_port": lambda r: (str(r.realip_remote_port or "") if r.realip_remote_addr is not None
+                                     else str(r.remote_port) if r.remote_port else ""),
     "server_addr": lambda r: r.server_addr,
     "server_port": lambda r: str(r.server_port) if r.server_port else "",
     "server_name": _server_name,
@@ -108,6 +115,14 @@ VARIABLES: dict[str, Getter] = {
     "upstream_connect_time": lambda r: r.upstream_connect_time,
     "nginx_version": lambda r: __version__,
     "pyngx_version": lambda r: __version__,
+    # ngx_http_ssl_module: the connection's TLS facts (pyngx.tls.TLSInfo); "" on plain connections.
+    "ssl_protocol": lambda r: r.tls.protocol if r.tls is not None else "",
+    "ssl_cipher": lambda r: r.tls.cipher if r.tls is not None else "",
+    "ssl_server_name": lambda r: r.tls.server_name if r.tls is not None else "",
+    "ssl_session_reused": lambda r: r.tls.session_reused if r.tls is not None else "",
+    "ssl_client_verify": lambda r: r.tls.client_verify if r.tls is not None else "",
+    "ssl_client_s_dn": lambda r: r.tls.client_s_dn if r.tls is not None else "",
+    "ssl_client_i_dn": lambda r: r.tls.client_i_dn if r.tls is not None else "",
 }
 
 
@@ -176,6 +191,39 @@ _LOG_ESCAPES: dict[str, Callable[[str], str]] = {
 _VAR_RE = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([0-9])|([A-Za-z_][A-Za-z0-9_]*))")
 
 
+def _set_args(r: Request, value: str) -> None:
+    r.args = value
+    r.valid_unparsed_uri = False  # nginx: ngx_http_variable_set_args
+
+
+#: Built-in variables that ``set`` may change: name -> setter (nginx's
+#: NGX_HTTP_VAR_CHANGEABLE variables with a set_handler).
+CHANGEABLE: dict[str, Callable[[Request, str], None]] = {"args": _set_args}
+
+# The variables the config being built declares (set, map, named captures):
+# name -> getter; see ``declaring``.
+_DECLARED: ContextVar[Mapping[str, Getter]] = ContextVar("pyngx_declared_variables", default=MappingProxyType({}))
+
+
+@contextmanager
+def declaring(getters: Mapping[str, Getter]) -> Iterator[None]:
+    """Make ``lookup`` know a config's own variables while that config is built.
+
+    nginx declares the variables of ``set``, ``map`` and named regex
+    captures for the whole config, so a template may name one that is
+    declared further down; build.py finds them all first
+    (``pyngx.rewrite.Declared``) and compiles templates inside this block.
+
+    Args:
+        getters: name (without "$") -> getter.
+    """
+    token = _DECLARED.set(getters)
+    try:
+        yield
+    finally:
+        _DECLARED.reset(token)
+
+
 def lookup(name: str, captures: frozenset[str] = frozenset()) -> Getter:
     """Return the getter for ``$name`` (name without "$").
 
@@ -189,11 +237,14 @@ def lookup(name: str, captures: frozenset[str] = frozenset()) -> Getter:
     name = name.lower() if not name.isdigit() else name
     if name in VARIABLES:
         return VARIABLES[name]
-    if name.isdigit():
+    if name.isdigit() and name != "0":  # nginx has $1..$9, and no $0
         idx = int(name)
         return lambda r: r.captures[idx] if idx < len(r.captures) else ""
+    declared = _DECLARED.get().get(name)
+    if declared is not None:
+        return declared
     if name in captures:
-        return lambda r: r.named_captures.get(name, "")
+        return lambda r: r.variables.get(name, "")
     for prefix, factory in PREFIX_VARIABLES.items():
         if name.startswith(prefix) and len(name) > len(prefix):
             return factory(name[len(prefix) :])

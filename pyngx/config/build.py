@@ -35,18 +35,21 @@ from pyngx.config.directives import (
     EVENTS,
     HTTP,
     LOC_FIELDS,
+    LIF,
     LOCATION,
     LOG_FORMATS,
     MAIN,
     NGINX_DIRECTIVES,
     SERVER,
+    SIF,
     DirectiveSpec,
 )
-from pyngx.config.model import AccessLog, Config, ErrorLog, HttpConf, LocationConf, ServerConf, UpstreamConf
+from pyngx.config.model import AccessLog, Config, ErrorLog, HttpConf, LocationConf, ServerConf, SSLConf, UpstreamConf
 from pyngx.config.parse import Directive, Parsed, parse, parse_string
 from pyngx.config.values import Listen, ProxyPass, compile_regex, compile_server_regex
 from pyngx.errors import ConfigError, ConfigValueError
-from pyngx.variables import Template
+from pyngx.rewrite import Condition, Declared, IfOp, Op, build_map, parse_condition
+from pyngx.variables import Template, declaring
 
 _MODIFIERS = ("=", "^~", "~*", "~")
 
@@ -64,6 +67,8 @@ class _Scope:
     modifier: str = ""
     name: str = ""
     regex: Any = None
+    #: (file, line) of the directive whose setter runs (SetterScope.where).
+    where: tuple[str, int] = ("", 0)
 
     @property
     def captures(self) -> frozenset[str]:
@@ -116,7 +121,11 @@ def load(
     config = dataclasses.replace(config, stamps=file_stamps(parsed.files))
     if error_log is not None and not any(d.name == "error_log" for d in parsed.directives):
         config = dataclasses.replace(config, error_log=ErrorLog(error_log, config.error_log.level))
-    return config
+    # Certificates and keys are read now, as nginx reads them with the config:
+    # -t reports a bad one, and an expired one is a [warn].
+    from pyngx.tls import check
+
+    return dataclasses.replace(config, warnings=config.warnings + check(config))
 
 
 def file_stamps(files: tuple[Path, ...]) -> tuple[tuple[Path, int, int], ...]:
@@ -137,12 +146,16 @@ def build(parsed: Parsed, path: Path) -> Config:
     Raises:
         ConfigError: as ``load``.
     """
-    builder = _Builder()
+    # set, map and named captures declare variables for the whole config,
+    # wherever they are (nginx): find them before compiling any template.
+    declared = Declared(parsed.directives)
+    builder = _Builder(declared)
     root = _Scope(MAIN, None)
-    builder.walk(parsed.directives, root)
-    http_scope = next((c for c in root.children if c.ctx == HTTP), None)
-    events = next((c for c in root.children if c.ctx == EVENTS), None)
-    http = builder.http(http_scope) if http_scope is not None else None
+    with declaring(declared.getters):
+        builder.walk(parsed.directives, root)
+        http_scope = next((c for c in root.children if c.ctx == HTTP), None)
+        events = next((c for c in root.children if c.ctx == EVENTS), None)
+        http = builder.http(http_scope) if http_scope is not None else None
     v = root.values
     return Config(
         path=path,
@@ -160,7 +173,9 @@ def build(parsed: Parsed, path: Path) -> Config:
 
 
 class _Builder:
-    def __init__(self) -> None:
+    def __init__(self, declared: Declared | None = None) -> None:
+        #: The config's set/map/capture variables; map blocks are added as they are built.
+        self.declared = declared if declared is not None else Declared(())
         self.warnings: list[str] = []
         self.addresses: dict[tuple[str, int], _Address] = {}
 
@@ -173,6 +188,7 @@ class _Builder:
                 self.block(d, spec, scope)
                 continue
             assert spec.setter is not None
+            scope.where = (d.file, d.line)
             try:
                 value = spec.setter(d.args, scope.values.get(spec.field), scope)
             except ConfigValueError as exc:
@@ -208,6 +224,10 @@ class _Builder:
 
     def block(self, d: Directive, spec: DirectiveSpec, scope: _Scope) -> None:
         assert d.block is not None
+        special = _BLOCK_HANDLERS.get(d.name)
+        if special is not None:
+            special(self, d, scope)
+            return
         ctx = {"events": EVENTS, "http": HTTP, "server": SERVER, "location": LOCATION, "upstream": UPSTREAM}[d.name]
         child = _Scope(ctx, d, scope)
         if ctx == UPSTREAM:
@@ -219,6 +239,48 @@ class _Builder:
             self.location_args(d, child, scope)
         scope.children.append(child)
         self.walk(d.block, child)
+
+    def if_block(self, d: Directive, scope: _Scope) -> None:
+        """``if (condition) { ... }``: the block's directives are walked in a
+        scope of their own (context "if in server" / "if in location"); the
+        ``if`` joins the enclosing level's script, resolved by ``script``.
+
+        Source: nginx src/http/modules/ngx_http_rewrite_module.c, ngx_http_rewrite_if.
+        """
+        try:
+            condition = parse_condition(d.args)
+        except ConfigValueError as exc:
+            raise ConfigError(exc.message, d.file, d.line) from None
+        child = _Scope(LIF if scope.ctx == LOCATION else SIF, d, scope)
+        # nginx's if-location has its location's name (proxy_pass URI rules, proxy_redirect default).
+        child.modifier, child.name = scope.modifier, scope.name
+        assert d.block is not None
+        self.walk(d.block, child)
+        scope.values["script"] = (*scope.values.get("script", ()), _PendingIf(condition, child))
+
+    def map_block(self, d: Directive, scope: _Scope) -> None:
+        """``map string $variable { ... }``: compiled now, found by the
+        variable's getter (pyngx.rewrite.Declared)."""
+        name, compiled = build_map(d)
+        self.declared.maps[name] = compiled
+
+    def script(self, ops: tuple[Any, ...], values: dict[str, Any], scope: _Scope) -> tuple[Op, ...]:
+        """A level's script with each ``if`` resolved: its body, and in a
+        location its conf, which is the location's values (its own
+        proxy_pass included, as nginx's if-location inherits the handler)
+        with the block's on top."""
+        out: list[Op] = []
+        for op in ops:
+            if not isinstance(op, _PendingIf):
+                out.append(op)
+                continue
+            body = self.script(op.scope.values.get("script", ()), values, scope)
+            conf = None
+            if op.scope.ctx == LIF:
+                own = {k: v for k, v in op.scope.values.items() if k in _LOC_FIELD_NAMES}
+                conf = self.location(op.scope, {**values, **own, "script": ()}, scope.modifier, scope.name)
+            out.append(IfOp(op.condition, body, conf))
+        return tuple(out)
 
     def location_args(self, d: Directive, child: _Scope, parent: _Scope) -> None:
         """Split ``location [mod] uri`` and check it against its parent and siblings.
@@ -280,7 +342,8 @@ class _Builder:
         servers = tuple(self.server(s, base) for s in scope.children if s.ctx == SERVER)
         self.check_server_names(servers)
         upstreams = tuple(self.upstream(u) for u in scope.children if u.ctx == UPSTREAM)
-        return HttpConf(servers, upstreams)
+        keepalive = base.get("keepalive_timeout", DIRECTIVES["keepalive_timeout"].default)[0]
+        return HttpConf(servers, upstreams, keepalive_timeout=keepalive)
 
     def upstream(self, scope: _Scope) -> UpstreamConf:
         """Freeze one ``upstream`` block (nginx: ngx_http_upstream_module).
@@ -325,7 +388,12 @@ class _Builder:
         values = self.merge(scope, http_values)
         listens = scope.values.get("listen") or (Listen("0.0.0.0", 80 if os.geteuid() == 0 else 8000),)
         conf = self.location(scope, values, "server", "")
-        return ServerConf(listens, scope.values.get("server_name", ("",)), conf, d.file, d.line)
+        # nginx's merge_srv_conf for ngx_http_ssl_module and ngx_http_v2_module:
+        # a value the server does not set is the http block's, else the default.
+        http = scope.parent.values if scope.parent is not None else {}
+        srv = {s.field: scope.values.get(s.field, http.get(s.field, s.default)) for s in _SRV_INHERITED}
+        http2 = srv.pop("http2")
+        return ServerConf(listens, scope.values.get("server_name", ("",)), conf, d.file, d.line, SSLConf(**srv), http2)
 
     def location(self, scope: _Scope, values: dict[str, Any], modifier: str, name: str) -> LocationConf:
         d = scope.directive
@@ -336,6 +404,7 @@ class _Builder:
         full = {s.field: values.get(s.field, s.default) for s in LOC_FIELDS}
         if full["access_log"] is None:
             full["access_log"] = (AccessLog("stdout", "combined", Template(LOG_FORMATS["combined"][0])),)
+        full["script"] = self.script(full["script"], values, scope)
         return LocationConf(
             modifier=modifier,
             name=name,
@@ -405,7 +474,7 @@ class _Builder:
 
         Source: nginx src/http/modules/ngx_http_proxy_module.c, ngx_http_proxy_pass.
         """
-        if value.uri is not None and scope.modifier in ("~", "~*", "@"):
+        if value.uri is not None and (scope.modifier in ("~", "~*", "@") or scope.ctx == LIF):
             raise ConfigError(
                 '"proxy_pass" cannot have URI part in location given by regular expression, '
                 'or inside named location, or inside "if" statement, or inside "limit_except" block',
@@ -443,6 +512,21 @@ _AFTER_SET: dict[str, Callable[[_Builder, Directive, _Scope, Any], None]] = {
     "server_name": _Builder.check_server_name,
 }
 
+#: Blocks with a handler of their own (nginx: ngx_http_rewrite_if, ngx_http_map_block).
+_BLOCK_HANDLERS: dict[str, Callable[[_Builder, Directive, _Scope], None]] = {
+    "if": _Builder.if_block,
+    "map": _Builder.map_block,
+}
+
+
+@dataclass(frozen=True)
+class _PendingIf:
+    """An ``if`` in a script while its level is being walked (see _Builder.script)."""
+
+    condition: Condition
+    scope: _Scope
+
+
 #: Static location kinds: an exact and a prefix location may share a name.
 _STATIC_KINDS = {"=": "exact", "": "prefix", "^~": "prefix"}
 
@@ -461,3 +545,8 @@ def _name_keys(name: str) -> set[tuple[str, str]]:
 
 
 _LOC_FIELD_NAMES = frozenset(s.field for s in LOC_FIELDS)
+
+#: Server-level directives that a server inherits from http (ServerConf.ssl, .http2).
+_SRV_INHERITED = tuple(
+    s for s in DIRECTIVES.values() if s.source in ("ngx_http_ssl_module", "ngx_http_v2_module") and s.level == SERVER
+)

@@ -3,7 +3,8 @@
 Owns: frozen dataclasses ``Config`` (main context), ``HttpConf``,
 ``ServerConf``, ``LocationConf`` and their small value records.
 
-Field names are the directives' names (``return`` is ``return_``).
+Field names are the directives' names; where several directives fill one
+field it is named for what it holds (``script``, ``access``).
 Times are float seconds, sizes int bytes. A ``ServerConf``'s ``conf`` is the
 server-level ``LocationConf`` (modifier "server") whose ``locations`` are
 the server's top-level locations, as nginx keeps a server's loc_conf.
@@ -16,9 +17,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyngx.config.values import Listen, ProxyPass, UpstreamServer
 from pyngx.variables import Template
+
+if TYPE_CHECKING:
+    from pyngx.access import AccessRule, TrustedSource
+    from pyngx.rewrite import ErrorPage, Op
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,39 @@ class Return:
 
 
 @dataclass(frozen=True, slots=True)
+class AddHeader:
+    """One ``add_header name value [always]`` (nginx: ngx_http_headers_module).
+
+    Attributes:
+        name: the field name as written.
+        value: the value template; an empty value adds nothing.
+        always: add to every response, not only 200, 201, 204, 206, 301, 302,
+            303, 304, 307 and 308.
+    """
+
+    name: str
+    value: Template
+    always: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RewriteRule:
+    """One ``proxy_redirect`` / ``proxy_cookie_domain`` / ``proxy_cookie_path`` rule.
+
+    Attributes:
+        regex: the compiled pattern of a ``~`` / ``~*`` rule (the whole value
+            is replaced on a match), or None.
+        pattern: the text a value must start with (proxy_redirect,
+            proxy_cookie_path) or equal (proxy_cookie_domain); None for regex rules.
+        replacement: the replacement template ($1.. are the rule's captures).
+    """
+
+    regex: re.Pattern[str] | None
+    pattern: Template | None
+    replacement: Template
+
+
+@dataclass(frozen=True, slots=True)
 class LocationConf:
     """A location (or the server level, modifier "server") with every
     inherited value resolved.
@@ -64,7 +103,6 @@ class LocationConf:
         file, line: where the location block starts.
         proxy_pass: upstream URL, or None (nginx: ngx_http_proxy_module, proxy_pass).
         proxy_set_header: (field, value template) pairs, the innermost level's set.
-        return_: the rewrite module's return, or None.
         access_log: targets; empty means ``access_log off``.
         proxy_connect_timeout, proxy_read_timeout, proxy_send_timeout: seconds.
         proxy_http_version: "1.1" (pyngx default) or "1.0".
@@ -84,7 +122,6 @@ class LocationConf:
     line: int
     proxy_pass: ProxyPass | None
     proxy_set_header: tuple[tuple[str, Template], ...]
-    return_: Return | None
     access_log: tuple[AccessLog, ...]
     proxy_connect_timeout: float
     proxy_read_timeout: float
@@ -96,7 +133,57 @@ class LocationConf:
     proxy_next_upstream_tries: int
     proxy_next_upstream_timeout: float
     # -- rewrite module fields (set, rewrite, if, break, error_page, map users) --
+    #: this level's rewrite, return, set, break and if, in file order
+    #: (pyngx.rewrite; never inherited: each level runs its own).
+    script: tuple[Op, ...] = ()
+    #: error_page entries, one per code, of the innermost level that has any.
+    error_page: tuple[ErrorPage, ...] = ()
+    recursive_error_pages: bool = False
+    #: ``internal``: only internal redirects may reach this location (else 404).
+    internal: bool = False
+    rewrite_log: bool = False
+    uninitialized_variable_warn: bool = True
+    #: allow/deny rules in order (pyngx.access), of the innermost level that has any.
+    access: tuple[AccessRule, ...] = ()
+    #: realip: trusted sources, the field to read, skip trusted addresses.
+    set_real_ip_from: tuple[TrustedSource, ...] = ()
+    real_ip_header: str = "X-Real-IP"
+    real_ip_recursive: bool = False
     # -- proxy header/body fields (add_header, proxy_hide_header, proxy_redirect, ...) --
+    # Defaults here only keep field order free for the other sections;
+    # build.py always passes every value (the table's defaults).
+    #: add_header entries of the innermost level that has any.
+    add_header: tuple[AddHeader, ...] = ()
+    #: lower-cased response fields hidden from / let through to the client.
+    proxy_hide_header: tuple[str, ...] = ()
+    proxy_pass_header: tuple[str, ...] = ()
+    #: None: ``proxy_redirect default`` (derived from location and proxy_pass);
+    #: (): off; else the rules in order.
+    proxy_redirect: tuple[RewriteRule, ...] | None = None
+    #: Set-Cookie domain= / path= rewrite rules; () is off.
+    proxy_cookie_domain: tuple[RewriteRule, ...] = ()
+    proxy_cookie_path: tuple[RewriteRule, ...] = ()
+    proxy_intercept_errors: bool = False
+    #: lower-cased field names of proxy_ignore_headers.
+    proxy_ignore_headers: frozenset[str] = frozenset()
+    proxy_buffering: bool = True
+    proxy_request_buffering: bool = True
+    proxy_pass_request_headers: bool = True
+    proxy_pass_request_body: bool = True
+    proxy_set_body: Template | None = None
+    proxy_method: Template | None = None
+    proxy_ssl_verify: bool = False
+    proxy_ssl_server_name: bool = False
+    #: None: the host of $proxy_host.
+    proxy_ssl_name: Template | None = None
+    proxy_ssl_trusted_certificate: FileRef | None = None
+    proxy_ssl_verify_depth: int = 1
+    #: bytes; 0 disables the check.
+    client_max_body_size: int = 1024 * 1024
+    client_body_timeout: float = 60.0
+    client_header_timeout: float = 60.0
+    #: (timeout, header timeout or None), seconds.
+    keepalive_timeout: tuple[float, float | None] = (75.0, None)
     # -- static file fields (root, alias, index, try_files, autoindex, types) --
     # -- ssl fields --
 
@@ -113,6 +200,52 @@ class LocationConf:
 
 
 @dataclass(frozen=True, slots=True)
+class FileRef:
+    """A file named by a directive, with where the directive is.
+
+    Files are read after the build (certificates, keys), so their errors
+    still name the directive's file and line.
+
+    Attributes:
+        path: the path as written; a relative one is taken relative to the
+            main config file's directory.
+        file, line: where the directive is.
+    """
+
+    path: str
+    file: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class SSLConf:
+    """A server's ``ssl_*`` values, merged http -> server (nginx: ngx_http_ssl_module).
+
+    Attributes:
+        ssl_certificate, ssl_certificate_key: PEM files, paired in order.
+        ssl_password_file: passphrases for encrypted keys, one a line, or None.
+        ssl_protocols: protocol names ("TLSv1.2", "TLSv1.3", ...).
+        ssl_ciphers: OpenSSL cipher list (TLSv1.2 and below).
+        ssl_prefer_server_ciphers: the server's cipher order wins.
+        ssl_session_cache: the words as written ("none", "builtin:1000", ...).
+        ssl_session_timeout: seconds.
+        ssl_client_certificate: CA certificates for client verification, or None.
+        ssl_verify_client: "off", "on" or "optional".
+    """
+
+    ssl_certificate: tuple[FileRef, ...] = ()
+    ssl_certificate_key: tuple[FileRef, ...] = ()
+    ssl_password_file: FileRef | None = None
+    ssl_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    ssl_ciphers: str = "HIGH:!aNULL:!MD5"
+    ssl_prefer_server_ciphers: bool = False
+    ssl_session_cache: tuple[str, ...] = ("none",)
+    ssl_session_timeout: float = 300.0
+    ssl_client_certificate: FileRef | None = None
+    ssl_verify_client: str = "off"
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConf:
     """One ``server {}`` block.
 
@@ -121,6 +254,8 @@ class ServerConf:
         server_names: names as written, lower-cased; "" matches a missing Host.
         conf: the server-level location conf (holds the location tree).
         file, line: where the server block starts.
+        ssl: the server's TLS settings (used on ``listen ... ssl`` addresses).
+        http2: ``http2 on`` (nginx: ngx_http_v2_module).
     """
 
     listens: tuple[Listen, ...]
@@ -128,6 +263,8 @@ class ServerConf:
     conf: LocationConf
     file: str
     line: int
+    ssl: SSLConf = field(default_factory=SSLConf)
+    http2: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +303,8 @@ class HttpConf:
 
     servers: tuple[ServerConf, ...]
     upstreams: tuple[UpstreamConf, ...] = ()
+    #: The http-level keepalive_timeout, seconds: Hypercorn's keep_alive_timeout.
+    keepalive_timeout: float = 75.0
 
 
 @dataclass(frozen=True, slots=True)

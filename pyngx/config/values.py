@@ -14,8 +14,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pyngx.errors import ConfigValueError
+
+if TYPE_CHECKING:
+    from pyngx.variables import Template
 
 # nginx: src/core/ngx_parse.c, ngx_parse_time: unit -> (step, seconds).
 # Units must come in this order (largest first), each at most once.
@@ -146,6 +150,9 @@ class Listen:
         reuseport: the ``reuseport`` parameter.
         options: socket options were given (backlog=, reuseport,
             ipv6only=); nginx allows them on one listen per address.
+        ssl: the ``ssl`` parameter: connections on this address are TLS
+            (one listen with it makes the whole address TLS, as in nginx).
+        http2: the ``http2`` parameter (nginx < 1.25.1 style; see pyngx.tls).
     """
 
     host: str
@@ -155,6 +162,8 @@ class Listen:
     ipv6only: bool = True
     reuseport: bool = False
     options: bool = False
+    ssl: bool = False
+    http2: bool = False
 
     @property
     def address(self) -> tuple[str, int]:
@@ -172,7 +181,7 @@ class Listen:
 
 
 # Parameters of listen that nginx has and pyngx does not yet implement.
-_LISTEN_UNSUPPORTED = ("ssl", "http2", "http3", "quic", "proxy_protocol", "spdy", "setfib=", "fastopen=",
+_LISTEN_UNSUPPORTED = ("http3", "quic", "proxy_protocol", "spdy", "setfib=", "fastopen=",
                        "accept_filter=", "deferred", "bind", "so_keepalive=", "rcvbuf=", "sndbuf=")
 
 
@@ -242,6 +251,7 @@ def parse_listen(args: tuple[str, ...]) -> Listen:
     ipv6only = True
     reuseport = False
     options = False
+    flags: set[str] = set()
     for param in args[1:]:
         if param in ("default_server", "default"):
             default_server = True
@@ -254,11 +264,13 @@ def parse_listen(args: tuple[str, ...]) -> Listen:
             ipv6only, options = param.endswith("on"), True
         elif param == "reuseport":
             reuseport = options = True
+        elif param in ("ssl", "http2"):
+            flags.add(param)  # not socket options: any listen of an address may give them
         elif param in _LISTEN_UNSUPPORTED or param.split("=")[0] + "=" in _LISTEN_UNSUPPORTED:
             raise ConfigValueError(f'the "{param}" parameter of the "listen" directive is not supported by pyngx')
         else:
             raise ConfigValueError(f'invalid parameter "{param}"')
-    return Listen(host, port, default_server, backlog, ipv6only, reuseport, options)
+    return Listen(host, port, default_server, backlog, ipv6only, reuseport, options, "ssl" in flags, "http2" in flags)
 
 
 def _resolve(host: str, whole: str) -> str:
@@ -291,6 +303,9 @@ class ProxyPass:
     unix: bool
     url: str
     explicit_port: bool = False
+    #: The URL has variables: it is evaluated per request (host, port and
+    #: uri above are then unknown: "", 0, None).
+    template: Template | None = None
 
     @property
     def proxy_host(self) -> str:

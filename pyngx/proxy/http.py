@@ -1,36 +1,49 @@
 """HTTP proxying over aiohttp: one request to one upstream, streamed both ways.
 
 Owns: ``ProxyPlan`` (a location's proxy settings compiled at load time:
-header rule, URL parts, timeouts), the upstream URI rule of proxy_pass,
-streaming the request body up and the response down, and turning upstream
-failures into 502/504 with nginx's error-log wording.
+the request and response header rules, URL parts or the URL template of
+a proxy_pass with variables, method and body rules, timeouts, TLS to the
+upstream), the upstream URI rule of proxy_pass, streaming the request
+body up (counted against client_max_body_size, each read timed by
+client_body_timeout and each write by proxy_send_timeout) and the
+response down, proxy_intercept_errors, and turning upstream failures into
+502/504 with nginx's error-log wording.
 
 Input: a ``Request``, its location's ``ProxyPlan``, the worker's
 ``aiohttp.ClientSession``, ASGI receive/send.
 Must not: parse config, pick servers or locations, or create sessions.
 
 Source: nginx docs: ngx_http_proxy_module (proxy_pass, proxy_set_header,
-proxy_connect_timeout, proxy_read_timeout).
+proxy_method, proxy_set_body, proxy_pass_request_body,
+proxy_intercept_errors, proxy_*_timeout, proxy_ssl_*);
+ngx_http_core_module (client_max_body_size, client_body_timeout).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from yarl import URL
 
 from pyngx.config.model import LocationConf
-from pyngx.upstream.groups import Upstream
-from pyngx.upstream.peers import Peer
-from pyngx.errors import UpstreamError
-from pyngx.proxy.headers import RequestHeaderPlan, response_headers
+from pyngx.config.values import ProxyPass, parse_proxy_pass
+from pyngx.errors import ConfigError, ConfigValueError, SpecialResponse, UpstreamError
+from pyngx.filters import send_too_large
+from pyngx.proxy.headers import RequestHeaderPlan, ResponseHeaderPlan, default_redirect
 from pyngx.request import Request
 from pyngx.responses import send_error, server_header
+from pyngx.upstream.groups import Upstream, Upstreams
+from pyngx.upstream.peers import Peer
+from pyngx.variables import Template
+
+__all__ = ["ProxyClientRequest", "ProxyPlan", "escape_uri", "proxy_http"]
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -49,42 +62,108 @@ def escape_uri(path: str) -> str:
     return "".join(_ESCAPE[b] for b in raw)
 
 
+def error_page_codes(loc: LocationConf) -> frozenset[int]:
+    """The statuses the location's ``error_page`` answers (pyngx.rewrite.ErrorPage.code)."""
+    return frozenset(page.code for page in loc.error_page)
+
+
+def _upstream_tls(loc: LocationConf) -> tuple[ssl.SSLContext | bool, Template | None, bool]:
+    """(ssl argument for aiohttp, proxy_ssl_name template, send SNI) of a location.
+
+    proxy_ssl_verify off (nginx's default) takes any certificate; on checks
+    the chain against proxy_ssl_trusted_certificate and the name against
+    proxy_ssl_name.
+
+    Raises:
+        ConfigError: ``no proxy_ssl_trusted_certificate for proxy_ssl_verify``;
+            the certificate file cannot be read.
+
+    Differs from nginx: with proxy_ssl_verify on, the name checked is also
+    sent as SNI (Python's ssl ties the two together).
+    """
+    name = loc.proxy_ssl_name
+    if not loc.proxy_ssl_verify:
+        return False, name, loc.proxy_ssl_server_name
+    ref = loc.proxy_ssl_trusted_certificate
+    if ref is None:
+        raise ConfigError("no proxy_ssl_trusted_certificate for proxy_ssl_verify")
+    path = Path(ref.path)
+    if not path.is_absolute():
+        path = Path(ref.file).parent / path
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    try:
+        ctx.load_verify_locations(str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f'SSL_CTX_load_verify_locations("{path}") failed ({exc})', ref.file, ref.line) from None
+    return ctx, name, True
+
+
 class ProxyPlan:
     """One location's proxy_pass, compiled once at load time.
 
     Attributes:
         loc: the location.
         headers: the upstream request header rule.
-        origin: "scheme://host:port" of the proxy_pass URL as written.
+        response: the response header rule (hide, pass, redirect and cookie rewrites).
+        origin: "scheme://host:port" of the proxy_pass URL as written ("" with variables).
         upstream_name: the proxy_pass address as logged ("127.0.0.1:8000").
-        upstream: the peer group and balancer.
+        upstream: the peer group and balancer (None with variables).
+        upstreams: every upstream of the config, to find one per request
+            for a proxy_pass with variables.
+        template: the URL template of a proxy_pass with variables, else None.
         next_upstream, tries, next_timeout: proxy_next_upstream and its limits.
         timeout: aiohttp timeouts from proxy_connect_timeout and proxy_read_timeout.
+        send_timeout: proxy_send_timeout, per write of a streamed body (None: off).
+        body_timeout: client_body_timeout, per read of the client's body (None: off).
+        max_body: client_max_body_size in bytes (0: no limit).
+        method: proxy_method, or None for the client's.
+        set_body: proxy_set_body, or None.
+        pass_body: proxy_pass_request_body.
+        error_pages: statuses the location's error_page answers.
+        intercept: upstream statuses handed to error_page (proxy_intercept_errors).
+        ssl, ssl_name, sni: TLS to an https upstream.
     """
 
     __slots__ = ("loc", "headers", "origin", "upstream_name", "timeout", "strip", "http10", "upstream", "scheme",
-                 "next_upstream", "tries", "next_timeout", "traced")
+                 "next_upstream", "tries", "next_timeout", "traced", "response", "upstreams", "template",
+                 "send_timeout", "body_timeout", "max_body", "method", "set_body", "pass_body", "error_pages",
+                 "intercept", "ssl", "ssl_name", "sni")
 
-    def __init__(self, loc: LocationConf, upstream: Upstream | None = None) -> None:
+    def __init__(self, loc: LocationConf, upstream: Upstream | None = None, upstreams: Upstreams | None = None) -> None:
         pp = loc.proxy_pass
         assert pp is not None
         self.loc = loc
-        #: The peers and balancer (None only for plans made without a Runtime).
+        #: The peers and balancer (None for a URL with variables, or a plan made without a Runtime).
         self.upstream = upstream
+        self.upstreams = upstreams
+        self.template = pp.template
         self.scheme = pp.scheme
         self.next_upstream = loc.proxy_next_upstream
         self.tries = loc.proxy_next_upstream_tries
         self.next_timeout = loc.proxy_next_upstream_timeout
         #: time connections for $upstream_connect_time (set by the Runtime).
         self.traced = False
-        self.headers = RequestHeaderPlan(loc.proxy_set_header, loc.proxy_http_version)
-        self.origin = pp.origin
-        self.upstream_name = f"unix:{pp.host}" if pp.unix else pp.proxy_host if ":" in pp.proxy_host else f"{pp.host}:{pp.port}"
-        # Differs from nginx: proxy_send_timeout is not enforced per write;
-        # aiohttp applies flow control to the request body instead.
+        self.headers = RequestHeaderPlan(loc.proxy_set_header, loc.proxy_http_version, loc.proxy_pass_request_headers)
+        self.response = ResponseHeaderPlan(loc, default_redirect(loc))
+        if pp.template is not None:
+            self.origin = self.upstream_name = ""
+        else:
+            self.origin = pp.origin
+            self.upstream_name = (f"unix:{pp.host}" if pp.unix else pp.proxy_host if ":" in pp.proxy_host
+                                  else f"{pp.host}:{pp.port}")
         self.timeout = aiohttp.ClientTimeout(
             total=None, connect=None, sock_connect=loc.proxy_connect_timeout, sock_read=loc.proxy_read_timeout
         )
+        self.send_timeout = loc.proxy_send_timeout or None
+        self.body_timeout = loc.client_body_timeout or None
+        self.max_body = loc.client_max_body_size
+        self.method = loc.proxy_method
+        self.set_body = loc.proxy_set_body
+        self.pass_body = loc.proxy_pass_request_body
+        self.error_pages = error_page_codes(loc)
+        self.intercept = (frozenset(c for c in self.error_pages if c >= 300) if loc.proxy_intercept_errors
+                          else frozenset())
+        self.ssl, self.ssl_name, self.sni = _upstream_tls(loc) if pp.scheme == "https" else (False, None, False)
         # With a URI part, this many characters of the location prefix are replaced.
         self.strip = len(loc.name) if pp.uri is not None and loc.modifier in ("", "^~", "=") else 0
         #: proxy_http_version 1.0: the request goes on the runtime's HTTP/1.0 session.
@@ -95,46 +174,117 @@ class ProxyPlan:
 
         Without a URI part in proxy_pass, the client's URI goes unchanged.
         With one, the part of the normalized URI that matched the location
-        prefix is replaced by it, and the rest is re-escaped.
+        prefix is replaced by it, and the rest is re-escaped. With variables
+        (see ``resolve``), a URI part replaces the whole URI.
 
         Args:
-            req: the request.
+            req: the request (``req.proxy`` is the URL in use).
             quoted: the client's path had %-escapes (nginx: r->quoted_uri).
         """
-        pp = self.loc.proxy_pass
+        pp = req.proxy if self.template is not None and req.proxy is not None else self.loc.proxy_pass
         assert pp is not None
-        if pp.uri is None:
+        if pp.uri is None and req.valid_unparsed_uri:
             return req.request_uri
-        tail = req.uri[self.strip :]
-        uri = pp.uri + (escape_uri(tail) if quoted else tail)
+        if self.template is not None and pp.uri is not None:
+            return pp.uri
+        # After a rewrite, an internal redirect or "set $args" the target is
+        # rebuilt from $uri and $args; after "rewrite ... break" the URI part
+        # is not used (nginx: r->valid_unparsed_uri, r->valid_location, r->internal).
+        located = pp.uri is not None and req.valid_location
+        tail = req.uri[self.strip :] if located else req.uri
+        uri = (pp.uri if located and pp.uri is not None else "") + (
+            escape_uri(tail) if quoted or req.internal else tail)
         return f"{uri}?{req.args}" if req.args else uri
 
+    def resolve(self, req: Request) -> tuple[ProxyPass, Upstream]:
+        """Evaluate a proxy_pass with variables and find its upstream.
 
-class _Disconnect:
-    """Watches for the client going away once its body has been read."""
+        Returns:
+            (the URL, split as proxy_pass would split it; its upstream).
 
-    __slots__ = ("task", "watcher", "gone", "active")
+        Raises:
+            ClientFault: the URL is invalid (nginx answers 500).
+            UpstreamError: 502 ``no resolver defined to resolve HOST`` for a
+                host name that is neither an upstream nor an address.
+
+        Differs from nginx: none intended; pyngx has no ``resolver``, as an
+        nginx without one.
+
+        Source: nginx ngx_http_proxy_eval; ngx_http_upstream_init_request.
+        """
+        assert self.template is not None and self.upstreams is not None
+        url = self.template.render(req)
+        low = url[:8].lower()
+        if not ((low.startswith("http://") and len(url) > 7) or (low.startswith("https://") and len(url) > 8)):
+            raise _InvalidURL(f'invalid URL prefix in "{url}"')
+        try:
+            pp = parse_proxy_pass(url)
+        except ConfigValueError as exc:
+            raise _InvalidURL(exc.message) from None
+        up = self.upstreams.for_request(pp)
+        if up is None:
+            raise UpstreamError(502, f"no resolver defined to resolve {pp.host}")
+        return pp, up
+
+
+class ProxyClientRequest(aiohttp.ClientRequest):
+    """aiohttp's request, minus the ``Content-Length: 0`` it adds to a POST or
+    PUT without a body: the upstream gets exactly the framing fields pyngx
+    sends (nginx sends none for a request without a body)."""
+
+    def update_body_from_data(self, body: Any, *args: Any, **kwargs: Any) -> None:
+        had = aiohttp.hdrs.CONTENT_LENGTH in self.headers
+        super().update_body_from_data(body, *args, **kwargs)
+        if body is None and not had:
+            self.headers.pop(aiohttp.hdrs.CONTENT_LENGTH, None)
+
+
+class _InvalidURL(Exception):
+    """A proxy_pass URL with variables evaluated to something invalid (500)."""
+
+
+async def _forever() -> None:
+    """Wait until cancelled (an aborted body must neither end nor fail the upload)."""
+    await asyncio.get_running_loop().create_future()
+
+
+class _Watch:
+    """Why the proxy task was stopped from outside it.
+
+    ``reason`` is None while all is well, else "gone" (the client went
+    away: 499), "too_large" (client_max_body_size: 413), "body_timeout"
+    (client_body_timeout: 408) or "send_timeout" (proxy_send_timeout: 504).
+    The first reason wins; ``abort`` cancels the proxy task, so that
+    whatever it awaits (the upstream's answer, a send) stops at once.
+    """
+
+    __slots__ = ("task", "watcher", "reason", "active")
 
     def __init__(self) -> None:
         self.task = asyncio.current_task()
         self.watcher: asyncio.Task[None] | None = None
-        self.gone = False
+        self.reason: str | None = None
         #: False once the last body byte is handed to the server: a
         #: disconnect after that is the normal end of the exchange.
         self.active = True
 
+    @property
+    def gone(self) -> bool:
+        return self.reason is not None
+
     def start(self, receive: Receive) -> None:
+        """Watch for the client going away once its body has been read."""
         if self.watcher is None:
             self.watcher = asyncio.get_running_loop().create_task(self._watch(receive))
 
     async def _watch(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
-        self.disconnected()
+        self.abort("gone")
 
-    def disconnected(self) -> None:
-        if self.active and self.task is not None:
-            self.gone = True
+    def abort(self, reason: str) -> None:
+        if self.active and self.reason is None and self.task is not None:
+            self.reason = reason
             self.task.cancel()
 
     def stop(self) -> None:
@@ -145,35 +295,79 @@ class _Disconnect:
 class _Body:
     """The client's request body as an async iterator for aiohttp.
 
+    Each read waits at most client_body_timeout; the bytes are counted
+    against client_max_body_size; each chunk handed up must be taken by the
+    upstream within proxy_send_timeout. On any of these the proxy task is
+    aborted (``_Watch``) and the iterator never ends, so that the upstream
+    sees a cut request, never a shorter complete one.
+
     ``done`` turns true after the last chunk; ``drain()`` reads and drops
     what is left when the upstream answered before taking it all (nginx
     discards the rest of the body the same way), so that the connection is
     never left with a body nobody reads.
     """
 
-    __slots__ = ("receive", "watch", "done", "started")
+    __slots__ = ("receive", "watch", "done", "started", "count", "plan", "last")
 
-    def __init__(self, receive: Receive, watch: _Disconnect) -> None:
+    def __init__(self, receive: Receive, watch: _Watch, plan: ProxyPlan) -> None:
         self.receive = receive
         self.watch = watch
+        self.plan = plan
         self.done = False
         #: A chunk went up: the body can no longer be sent to another peer.
         self.started = False
+        #: Bytes read so far, and the size of the last chunk.
+        self.count = 0
+        self.last = 0
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def _read(self) -> dict[str, Any]:
+        timeout = self.plan.body_timeout
+        if timeout is None:
+            return await self.receive()
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.receive()
+        except TimeoutError:
+            self.watch.abort("body_timeout")
+            await _forever()
+            raise  # not reached: _forever ends by cancellation
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body's chunks as they arrive (limits applied, no send timer)."""
+        limit = self.plan.max_body
         while not self.done:
-            msg = await self.receive()
+            msg = await self._read()
             if msg["type"] == "http.disconnect":
                 self.done = True
-                self.watch.disconnected()
-                return
+                self.watch.abort("gone")
+                await _forever()
             chunk = msg.get("body", b"")
+            self.count += len(chunk)
+            self.last = len(chunk)
+            if limit and self.count > limit:
+                self.watch.abort("too_large")
+                await _forever()
             if not msg.get("more_body", False):
                 self.done = True
                 self.watch.start(self.receive)
             if chunk:
-                self.started = True
                 yield chunk
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        send_timeout = self.plan.send_timeout
+        loop = asyncio.get_running_loop()
+        async for chunk in self.chunks():
+            self.started = True
+            timer = loop.call_later(send_timeout, self.watch.abort, "send_timeout") if send_timeout else None
+            try:
+                yield chunk  # resumes when the upstream connection took the chunk
+            finally:
+                if timer is not None:
+                    timer.cancel()
+
+    async def read_all(self) -> bytes:
+        """Read the whole body (limits applied)."""
+        return b"".join([chunk async for chunk in self.chunks()])
 
     async def drain(self) -> None:
         while not self.done:
@@ -196,6 +390,11 @@ def _fail(exc: BaseException, phase: str) -> UpstreamError:
         return UpstreamError(504, "upstream timed out (110: Connection timed out) while connecting to upstream")
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return UpstreamError(504, f"upstream timed out (110: Connection timed out) while {phase}")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return UpstreamError(502, f"upstream SSL certificate verify error: ({exc.certificate_error}) "
+                                  "while SSL handshaking to upstream")
+    if isinstance(exc, aiohttp.ClientConnectorSSLError):
+        return UpstreamError(502, f"SSL_do_handshake() failed ({exc.os_error}) while SSL handshaking to upstream")
     if isinstance(exc, aiohttp.ClientConnectorError):
         errno = exc.os_error.errno or 111
         return UpstreamError(502, f"connect() failed ({errno}: {os.strerror(errno)}) while connecting to upstream")
@@ -218,6 +417,8 @@ REPLAY_BODY_MAX = 64 * 1024
 # A status that proxy_next_upstream http_XXX names counts as a peer failure
 # only for these codes (http_403 and http_404 never do).
 _FAILURE_STATUSES = frozenset({500, 502, 503, 504, 429})
+#: What an aborted request answers (see _Watch), when nothing was sent yet.
+_ABORT_STATUS = {"too_large": 413, "body_timeout": 408, "send_timeout": 504}
 
 
 def _kind(err: UpstreamError) -> str:
@@ -226,24 +427,12 @@ def _kind(err: UpstreamError) -> str:
     return "invalid_header" if "invalid header" in err.reason else "error"
 
 
-async def _read_small_body(req: Request, receive: Receive, watch: _Disconnect) -> bytes | None:
-    """The whole body when its Content-Length is small enough to replay, else None."""
+def _small_body_length(req: Request) -> bool:
+    """The body has a Content-Length small enough to read first and replay."""
     length = req.header_map.get("content-length")
     if length is None or "transfer-encoding" in req.header_map or not length.isdigit():
-        return None
-    if int(length) > REPLAY_BODY_MAX:
-        return None
-    chunks = []
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            watch.disconnected()
-            break
-        chunks.append(msg.get("body", b""))
-        if not msg.get("more_body", False):
-            break
-    watch.start(receive)
-    return b"".join(chunks)
+        return False
+    return int(length) <= REPLAY_BODY_MAX
 
 
 async def proxy_http(
@@ -265,6 +454,11 @@ async def proxy_http(
     proxy_next_upstream_timeout, and never once a streamed request body has
     begun to go up. Failures count towards max_fails of the peer.
 
+    The request goes up with proxy_method's method; its body is the
+    client's (proxy_pass_request_body on), proxy_set_body's text, or none
+    (the client's body is then read and dropped). The answer's fields pass
+    through the location's ResponseHeaderPlan.
+
     Sets ``req.status``, ``req.body_bytes_sent`` and the upstream fields
     ($upstream_addr etc., one value per try joined with ", ") for the log.
 
@@ -272,57 +466,99 @@ async def proxy_http(
     invalid answer, no live upstreams) or 504 (timeouts) with nginx's error
     page and an error-log line. A failure after it started aborts the
     connection, as nginx does. A client that goes away cancels the upstream
-    request (499).
+    request (499); a body over client_max_body_size gives 413; one whose
+    reads stall past client_body_timeout closes the connection unanswered
+    (408 in the log, as nginx); an upstream that does not take the body
+    within proxy_send_timeout gives 504.
+
+    Raises:
+        SpecialResponse: before anything is sent, when the location's
+            error_page answers the status: pyngx's own 502/504, or (with
+            proxy_intercept_errors on) the upstream's status >= 300.
 
     Differs from nginx: request bodies over 64k (or chunked) are streamed,
-    not buffered, so they are never replayed on another peer.
+    not buffered, so they are never replayed on another peer, and a limit
+    or timeout that strikes while one streams cuts the upstream request.
 
     Source: nginx docs: ngx_http_proxy_module (proxy_pass,
     proxy_next_upstream); ngx_http_upstream.c for the error texts.
     """
     loc = plan.loc
-    up = plan.upstream
-    assert up is not None
-    req.proxy = loc.proxy_pass
-    uri = plan.upstream_uri(req, quoted)
-    watch = _Disconnect()
-    small: bytes | None = None
+    watch = _Watch()
+    url = URL(plan.origin or "http://localhost", encoded=True)
+    started = False
+    resp: aiohttp.ClientResponse | None = None
+    peer: Peer | None = None
     body: _Body | None = None
-    if _has_body(req) or (req.method not in _NO_BODY and req.protocol == "HTTP/2"):
-        small = await _read_small_body(req, receive, watch)
-        if small is None:
-            body = _Body(receive, watch)
-    else:
-        watch.start(receive)
-    key = req.remote_addr if up.ip_hash else up.key.render(req) if up.key is not None else ""
-    headers = plan.headers.build(req)
-    tried: set[int] = set()
     addrs: list[str] = []
     statuses: list[str] = []
     times: list[str] = []
     connects: list[float] | None = [] if plan.traced else None
     first = time.monotonic()
-    started = False
-    last: UpstreamError | None = None
-    resp: aiohttp.ClientResponse | None = None
-    peer: Peer | None = None
-    url = URL(plan.origin + uri, encoded=True)
-
-    def may_retry(kind: str, sent: bool) -> bool:
-        if kind not in plan.next_upstream or watch.gone:
-            return False
-        if body is not None and body.started:
-            return False
-        if sent and req.method in NON_IDEMPOTENT and "non_idempotent" not in plan.next_upstream:
-            return False
-        # nginx's peer.tries: one per peer (backups included), capped by
-        # proxy_next_upstream_tries; the last try's answer goes to the client.
-        total = len(up.group.primary) + len(up.group.backup)
-        if len(tried) >= (min(total, plan.tries) if plan.tries else total):
-            return False
-        return not (plan.next_timeout and time.monotonic() - first >= plan.next_timeout)
-
     try:
+        if plan.template is not None:
+            try:
+                pp, up = plan.resolve(req)
+            except _InvalidURL as exc:
+                log.error("proxy_pass_invalid", reason=str(exc), **_context(req, url))
+                req.status = 500
+                req.body_bytes_sent = await send_error(send, 500, loc.server_tokens)
+                return
+            except UpstreamError as err:
+                log.error("upstream_failed", reason=err.reason, **_context(req, url))
+                raise
+            req.proxy = pp
+            url = URL(pp.origin, encoded=True)
+        else:
+            assert plan.upstream is not None
+            assert loc.proxy_pass is not None
+            pp, up = loc.proxy_pass, plan.upstream
+            req.proxy = pp
+        uri = plan.upstream_uri(req, quoted)
+        method = plan.method.render(req) if plan.method is not None else req.method
+
+        # The body: the client's (replayable when small), proxy_set_body's, or none.
+        data: bytes | AsyncIterator[bytes] | None = None
+        length: str | None = ""
+        client_body = _has_body(req) or (req.method not in _NO_BODY and req.protocol == "HTTP/2.0")
+        if client_body:
+            body = _Body(receive, watch, plan)
+            if not plan.pass_body or plan.set_body is not None:
+                await body.read_all()  # read and dropped, as nginx reads it before it connects
+            elif _small_body_length(req):
+                data = await body.read_all()
+            else:
+                data = body.__aiter__()
+        else:
+            watch.start(receive)
+        if plan.set_body is not None:
+            data = plan.set_body.render(req).encode()
+            length = str(len(data))
+        headers = plan.headers.build(req, length)
+        streamed = body is not None and data is not None and not isinstance(data, bytes)
+        key = req.remote_addr if up.ip_hash else up.key.render(req) if up.key is not None else ""
+        tried: set[int] = set()
+        last: UpstreamError | None = None
+
+        def may_retry(kind: str, sent: bool) -> bool:
+            if kind not in plan.next_upstream or watch.gone:
+                return False
+            if streamed and body is not None and body.started:
+                return False
+            if sent and method in NON_IDEMPOTENT and "non_idempotent" not in plan.next_upstream:
+                return False
+            # nginx's peer.tries: one per peer (backups included), capped by
+            # proxy_next_upstream_tries; the last try's answer goes to the client.
+            total = len(up.group.primary) + len(up.group.backup)
+            if len(tried) >= (min(total, plan.tries) if plan.tries else total):
+                return False
+            return not (plan.next_timeout and time.monotonic() - first >= plan.next_timeout)
+
+        server_hostname = None
+        if plan.sni:
+            name = plan.ssl_name.render(req) if plan.ssl_name is not None else pp.proxy_host
+            server_hostname = name.rsplit(":", 1)[0] if not name.endswith("]") else name
+        scheme = req.proxy.scheme if req.proxy is not None else plan.scheme
         while True:
             now = time.monotonic()
             peer = up.balancer.select(up.group, key, tried, now)
@@ -335,35 +571,36 @@ async def proxy_http(
                     log.error("upstream_failed", reason=last.reason, **_context(req, url))
                 raise last
             tried.add(id(peer))
-            url = URL(f"{plan.scheme}://localhost{uri}" if peer.unix else f"{plan.scheme}://{peer.name}{uri}",
-                      encoded=True)
+            url = URL(f"{scheme}://localhost{uri}" if peer.unix else f"{scheme}://{peer.name}{uri}", encoded=True)
             t0 = time.monotonic()
             try:
                 resp = await sessions.get(plan, peer).request(
-                    req.method,
+                    method,
                     url,
                     headers=headers,
-                    data=small if small is not None else body.__aiter__() if body is not None else None,
+                    data=data,
                     allow_redirects=False,
                     timeout=plan.timeout,
                     trace_request_ctx=connects,
+                    ssl=plan.ssl,
+                    server_hostname=server_hostname,
                 )
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                err = _fail(exc, "reading response header from upstream")
+                failure = _fail(exc, "reading response header from upstream")
                 sent = not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
                 addrs.append(peer.name)
-                statuses.append(str(err.status))
+                statuses.append(str(failure.status))
                 times.append(f"{time.monotonic() - t0:.3f}")
                 disabled = peer.finished(True)
                 peer = None
-                log.error("upstream_timed_out" if err.status == 504 else "upstream_failed",
-                          reason=err.reason, **_context(req, url))
+                log.error("upstream_timed_out" if failure.status == 504 else "upstream_failed",
+                          reason=failure.reason, **_context(req, url))
                 if disabled:
                     log.warning("upstream_disabled", reason="upstream server temporarily disabled", **_context(req, url))
-                last = err
-                if may_retry(_kind(err), sent):
+                last = failure
+                if may_retry(_kind(failure), sent):
                     continue
-                raise err from None
+                raise failure from None
             status = resp.status
             if f"http_{status}" in plan.next_upstream and may_retry(f"http_{status}", True):
                 addrs.append(peer.name)
@@ -380,8 +617,15 @@ async def proxy_http(
         statuses.append(str(status))
         req.upstream_addr = ", ".join(addrs)
         req.upstream_status = ", ".join(statuses)
-        out_headers = response_headers(resp.raw_headers)
-        out_headers.append((b"server", server_header(loc.server_tokens)))
+        if status in plan.intercept:
+            # proxy_intercept_errors: the answer is dropped and error_page runs.
+            kept = [(n, v) for n, v in resp.raw_headers if n.lower() == b"www-authenticate"] if status == 401 else []
+            times.append(f"{time.monotonic() - t0:.3f}")
+            req.status = status
+            raise SpecialResponse(status, kept)
+        out_headers = plan.response.filter(resp.raw_headers, req)
+        if not (plan.response.passes_server and any(n.lower() == b"server" for n, _ in out_headers)):
+            out_headers.append((b"server", server_header(loc.server_tokens)))
         req.status = status
         await send({"type": "http.response.start", "status": status, "headers": out_headers})
         started = True
@@ -393,8 +637,8 @@ async def proxy_http(
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             req.body_bytes_sent = sent_bytes
-            err = _fail(exc, "reading upstream")
-            log.error("upstream_read_failed", reason=err.reason, **_context(req, url))
+            failure = _fail(exc, "reading upstream")
+            log.error("upstream_read_failed", reason=failure.reason, **_context(req, url))
             return  # the response stays incomplete: Hypercorn closes the connection
         req.body_bytes_sent = sent_bytes
         watch.active = False
@@ -403,13 +647,22 @@ async def proxy_http(
     except UpstreamError as err:
         req.status = err.status if err.status in (502, 504) else 502
         if not started:
+            if req.status in plan.error_pages:
+                raise SpecialResponse(req.status) from None
             req.body_bytes_sent = await send_error(send, req.status, loc.server_tokens)
     except asyncio.CancelledError:
-        if not watch.gone:
+        reason = watch.reason
+        if reason is None:
             raise
-        # The client closed the connection first (nginx logs 499).
-        req.status = 499
-        log.info("client_closed", reason="client prematurely closed connection", **_context(req, url))
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        if peer is not None and resp is None and reason == "send_timeout":
+            addrs.append(peer.name)
+            statuses.append("504")
+            peer.finished(True)
+            peer = None
+        await _aborted(req, plan, reason, started, send, log, url, body)
     finally:
         if not req.upstream_addr:
             req.upstream_addr = ", ".join(addrs)
@@ -424,6 +677,39 @@ async def proxy_http(
             resp.release()
         if body is not None and not body.done and not watch.gone:
             await body.drain()
+
+
+async def _aborted(
+    req: Request, plan: ProxyPlan, reason: str, started: bool, send: Send, log: Any, url: URL, body: _Body | None
+) -> None:
+    """Finish a request stopped by ``_Watch`` (see its reasons); a send
+    timeout counts against the peer (max_fails), as nginx's timeout does."""
+    ctx = _context(req, url)
+    if reason == "gone":
+        # The client closed the connection first (nginx logs 499).
+        req.status = 499
+        log.info("client_closed", reason="client prematurely closed connection", **ctx)
+        return
+    status = _ABORT_STATUS[reason]
+    if reason == "too_large":
+        if not started:
+            size = (body.count - body.last, body.last) if body is not None else (0, 0)
+            await send_too_large(req, send, log, chunked=size)
+        return
+    req.status = status
+    if reason == "body_timeout":
+        # nginx closes the connection unanswered (ngx_http_terminate_request) and logs 408.
+        log.info("client_timed_out", reason="client timed out (110: Connection timed out) while reading client "
+                 "request body", **ctx)
+        if not started:
+            raise SpecialResponse(status, close=True)
+        return
+    log.error("upstream_timed_out", reason="upstream timed out (110: Connection timed out) while sending "
+              "request to upstream", **ctx)
+    if not started:
+        if status in plan.error_pages:
+            raise SpecialResponse(status)
+        req.body_bytes_sent = await send_error(send, status, plan.loc.server_tokens)
 
 
 def _context(req: Request, url: URL) -> dict[str, str]:

@@ -2,13 +2,13 @@
 
 Owns: ``proxy_websocket`` (one client WebSocket relayed to one upstream
 WebSocket), the handshake rule (which request fields the WebSocket client
-library manages), passing a refused handshake's answer through, the
-relay's timers, the close-code mapping between the two hops, and
-``install_hypercorn_close_fix``.
+library manages), trying peers for the handshake (proxy_next_upstream),
+passing a refused handshake's answer through, the relay's timers, the
+close-code mapping between the two hops, and ``install_hypercorn_close_fix``.
 
 Input: a ``Request`` whose ASGI scope is "websocket", its location's
-``ProxyPlan``, the worker's ``aiohttp.ClientSession``, the raw ASGI
-receive/send of the websocket scope.
+``ProxyPlan`` (with the upstream's peers and balancer), the worker's
+upstream sessions, the raw ASGI receive/send of the websocket scope.
 Output: ASGI websocket messages to the client; for the access log, which
 app.py writes when the session ends: ``req.status`` 101 (or the refusal's
 or error's status), ``req.body_bytes_sent`` (message payload bytes sent to
@@ -101,8 +101,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NamedTuple, cast
 
 import aiohttp
 from aiohttp import WSMsgType
@@ -110,9 +110,10 @@ from yarl import URL
 
 from pyngx.errors import UpstreamError
 from pyngx.proxy.headers import response_headers
-from pyngx.proxy.http import ProxyPlan, _context, _fail
+from pyngx.proxy.http import _FAILURE_STATUSES, ProxyPlan, _context, _fail, _kind
 from pyngx.request import Request
 from pyngx.responses import send_error, server_header
+from pyngx.upstream.peers import Peer
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -238,10 +239,9 @@ class _End(NamedTuple):
     reason: str = ""
 
 
-def _ws_url(plan: ProxyPlan, req: Request, quoted: bool) -> URL:
-    origin = plan.origin
-    scheme, rest = origin.split(":", 1)
-    return URL(("wss" if scheme == "https" else "ws") + ":" + rest + plan.upstream_uri(req, quoted), encoded=True)
+def _ws_url(scheme: str, authority: str, uri: str) -> URL:
+    """``ws://`` or ``wss://`` for proxy_pass's ``http://`` or ``https://``."""
+    return URL(f"{'wss' if scheme == 'https' else 'ws'}://{authority}{uri}", encoded=True)
 
 
 def _accept_headers(raw: tuple[tuple[bytes, bytes], ...], tokens: bool) -> list[tuple[bytes, bytes]]:
@@ -270,23 +270,30 @@ def _text_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
-class _Handshake:
-    """The upstream side of one handshake, as an aiohttp client middleware.
+class _Retry(Exception):
+    """The upstream's handshake answer is one proxy_next_upstream names
+    (http_502, ...) and another peer may be tried."""
 
-    A 101 is kept for its header fields; anything else is streamed to the
-    client as the denial response right here, while aiohttp still holds
-    the response open (``ws_connect`` would close it unread and keep only
-    the status: aiohttp issue #2279), then ends the handshake with
-    ``_Refused``.
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class _Handshake:
+    """The upstream side of one handshake try, as an aiohttp client middleware.
+
+    A 101 is kept for its header fields. A status that proxy_next_upstream
+    names ends the try with ``_Retry`` while another peer may be tried.
+    Any other answer is streamed to the client as the denial response right
+    here, while aiohttp still holds the response open (``ws_connect`` would
+    close it unread and keep only the status: aiohttp issue #2279), and
+    ends the handshake with ``_Refused``.
     """
 
-    __slots__ = ("req", "send", "tokens", "log", "url", "response")
+    __slots__ = ("upgrade", "url", "response")
 
-    def __init__(self, req: Request, send: Send, tokens: bool, log: Any, url: URL) -> None:
-        self.req = req
-        self.send = send
-        self.tokens = tokens
-        self.log = log
+    def __init__(self, upgrade: _Upgrade, url: URL) -> None:
+        self.upgrade = upgrade
         self.url = url
         self.response: aiohttp.ClientResponse | None = None
 
@@ -296,6 +303,9 @@ class _Handshake:
             self.response = resp
             return resp
         try:
+            kind = f"http_{resp.status}"
+            if kind in self.upgrade.plan.next_upstream and self.upgrade.may_retry(kind):
+                raise _Retry(resp.status)
             await self.refuse(resp)
         finally:
             resp.release()
@@ -303,126 +313,250 @@ class _Handshake:
 
     async def refuse(self, resp: aiohttp.ClientResponse) -> None:
         """Pass the upstream's non-101 answer to the client, body streamed."""
-        req = self.req
+        req = self.upgrade.req
+        send = self.upgrade.send
         req.status = resp.status
-        req.upstream_status = str(resp.status)
         headers = response_headers(resp.raw_headers)
-        headers.append((b"server", server_header(self.tokens)))
-        await self.send({"type": "websocket.http.response.start", "status": resp.status, "headers": headers})
+        headers.append((b"server", server_header(self.upgrade.plan.loc.server_tokens)))
+        await send({"type": "websocket.http.response.start", "status": resp.status, "headers": headers})
         sent = 0
         try:
             async for chunk in resp.content.iter_any():
                 sent += len(chunk)
-                await self.send({"type": "websocket.http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "websocket.http.response.body", "body": chunk, "more_body": True})
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             req.body_bytes_sent = sent
             err = _fail(exc, "reading upstream")
-            self.log.error("upstream_read_failed", reason=err.reason, **_context(req, self.url))
+            self.upgrade.log.error("upstream_read_failed", reason=err.reason, **_context(req, self.url))
             return  # the answer stays incomplete: Hypercorn closes the connection
         req.body_bytes_sent = sent
-        await self.send({"type": "websocket.http.response.body", "body": b"", "more_body": False})
+        await send({"type": "websocket.http.response.body", "body": b"", "more_body": False})
+
+
+class _Upgrade:
+    """The handshake phase: peers of the upstream tried in turn, as
+    proxy_next_upstream allows, until one answers.
+
+    Keeps ``$upstream_addr``, ``$upstream_status`` and
+    ``$upstream_response_time`` (one value per try, joined with ", ").
+    """
+
+    def __init__(self, req: Request, plan: ProxyPlan, sessions: Any, send: Send, log: Any, uri: str) -> None:
+        self.req = req
+        self.plan = plan
+        self.sessions = sessions
+        self.send = send
+        self.log = log
+        self.uri = uri
+        self.tried: set[int] = set()
+        self.addrs: list[str] = []
+        self.statuses: list[str] = []
+        self.times: list[str] = []
+        self.first = time.monotonic()
+        #: the URL of the current try, for error-log lines.
+        self.url = _ws_url(plan.scheme, plan.origin.split("://", 1)[1], uri)
+
+    def may_retry(self, kind: str) -> bool:
+        """Whether a failed try of ``kind`` passes to the next peer (nginx's rules)."""
+        plan = self.plan
+        up = plan.upstream
+        if up is None or kind not in plan.next_upstream:
+            return False
+        total = len(up.group.primary) + len(up.group.backup)
+        if len(self.tried) >= (min(total, plan.tries) if plan.tries else total):
+            return False
+        return not (plan.next_timeout and time.monotonic() - self.first >= plan.next_timeout)
+
+    def record(self, name: str, status: str, t0: float) -> None:
+        """Note one try for ``$upstream_addr``, ``$upstream_status``, ``$upstream_response_time``."""
+        self.addrs.append(name)
+        self.statuses.append(status)
+        self.times.append(f"{time.monotonic() - t0:.3f}")
+        self.req.upstream_addr = ", ".join(self.addrs)
+        self.req.upstream_status = ", ".join(self.statuses)
+        self.req.upstream_response_time = ", ".join(self.times)
+
+    def session(self, peer: Peer | None) -> aiohttp.ClientSession:
+        if isinstance(self.sessions, aiohttp.ClientSession):
+            return self.sessions  # the plan's one session: TCP peers, or the proxy_pass UNIX socket
+        return cast(aiohttp.ClientSession, self.sessions.get(self.plan, peer))
+
+    async def connect(
+        self, headers: list[tuple[str, str]], protocols: Sequence[str]
+    ) -> tuple[aiohttp.ClientWebSocketResponse, aiohttp.ClientResponse, Peer | None, float] | None:
+        """Open the upstream WebSocket on a peer chosen by the upstream's balancer.
+
+        Returns:
+            (ws, the 101 response, the peer, when its try began), or None
+            when the client has been answered already (the upstream's
+            refusal, or nginx's 502/504 page).
+        """
+        plan = self.plan
+        up = plan.upstream
+        req = self.req
+        key = "" if up is None else req.remote_addr if up.ip_hash else up.key.render(req) if up.key is not None else ""
+        last: UpstreamError | None = None
+        while True:
+            peer: Peer | None = None
+            if up is None:  # a plan made without a Runtime: the proxy_pass address itself
+                name, authority = plan.upstream_name, plan.origin.split("://", 1)[1]
+            else:
+                peer = up.balancer.select(up.group, key, self.tried, time.monotonic())
+                if peer is None:
+                    if last is None:
+                        last = UpstreamError(502, "no live upstreams while connecting to upstream")
+                        self.log.error("upstream_failed", reason=last.reason, **_context(req, self.url))
+                        self.record(up.group.name, "502", time.monotonic())
+                    await self.fail(last)
+                    return None
+                self.tried.add(id(peer))
+                name, authority = peer.name, "localhost" if peer.unix else peer.name
+            self.url = url = _ws_url(plan.scheme, authority, self.uri)
+            t0 = time.monotonic()
+            handshake = _Handshake(self, url)
+            try:
+                ws = await self.handshake(url, handshake, headers, protocols, peer)
+            except _Retry as retry:
+                self.record(name, str(retry.status), t0)
+                if peer is not None:
+                    peer.finished(retry.status in _FAILURE_STATUSES)
+                last = UpstreamError(retry.status, f"upstream answered {retry.status}")
+                continue
+            except _Refused:
+                self.record(name, str(req.status), t0)
+                if peer is not None:
+                    peer.finished(False)
+                return None
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                err = _fail(exc, "reading response header from upstream")
+                self.record(name, str(err.status), t0)
+                self.log.error("upstream_timed_out" if err.status == 504 else "upstream_failed",
+                               reason=err.reason, **_context(req, url))
+                if peer is not None and peer.finished(True):
+                    self.log.warning("upstream_disabled", reason="upstream server temporarily disabled",
+                                     **_context(req, url))
+                last = err
+                if self.may_retry(_kind(err)):
+                    continue
+                await self.fail(err)
+                return None
+            except BaseException:
+                if peer is not None:
+                    peer.finished(False)
+                raise
+            assert handshake.response is not None
+            self.record(name, "101", t0)
+            return ws, handshake.response, peer, t0
+
+    async def handshake(
+        self, url: URL, handshake: _Handshake, headers: list[tuple[str, str]], protocols: Sequence[str],
+        peer: Peer | None,
+    ) -> aiohttp.ClientWebSocketResponse:
+        """One try: ws_connect on the worker's pool, with ``handshake`` as middleware."""
+        session = self.session(peer)
+        loc = self.plan.loc
+        # A view of the worker's pool with this try's middleware and
+        # timeouts; connector_owner=False leaves the pool to its owner.
+        view = aiohttp.ClientSession(
+            connector=session.connector,
+            connector_owner=False,
+            middlewares=(handshake,),
+            timeout=self.plan.timeout,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            skip_auto_headers=session.skip_auto_headers,
+            requote_redirect_url=False,
+            version=aiohttp.HttpVersion11,
+        )
+        try:
+            return await view.ws_connect(
+                url,
+                headers=headers,
+                protocols=protocols,
+                autoclose=False,
+                autoping=True,
+                max_msg_size=MAX_MESSAGE_SIZE + 1,  # aiohttp refuses sizes >= max_msg_size
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=min(CLOSE_TIMEOUT, loc.proxy_read_timeout)),
+                compress=0,
+            )
+        finally:
+            await view.close()
+
+    async def fail(self, err: UpstreamError) -> None:
+        """Answer the client with nginx's 502 or 504 page."""
+        req = self.req
+        req.status = err.status if err.status in (502, 504) else 502
+        req.body_bytes_sent = await send_error(_denial(self.send), req.status, self.plan.loc.server_tokens)
 
 
 async def proxy_websocket(
     req: Request,
     plan: ProxyPlan,
-    session: aiohttp.ClientSession,
+    session: Any,
     scope: dict[str, Any],
     receive: Receive,
     send: Send,
     quoted: bool,
     log: Any,
 ) -> None:
-    """Relay the client's WebSocket to the location's upstream.
+    """Relay the client's WebSocket to a peer of the location's upstream.
 
-    The upstream handshake decides: 101 accepts the client with the
-    subprotocol the upstream chose and its header fields (Set-Cookie, ...);
-    any other answer goes to the client as it came (status, fields, body).
-    Then messages flow both ways until either side closes, goes away, or a
-    timer expires (see the module docstring).
+    The upstream's balancer picks the peer; a failed handshake (error,
+    timeout, invalid header, or a status named by proxy_next_upstream)
+    passes to the next peer as for HTTP. The peer's handshake answer
+    decides: 101 accepts the client with the subprotocol the peer chose
+    and its header fields (Set-Cookie, ...); any other answer goes to the
+    client as it came (status, fields, body). Then messages flow both ways
+    until either side closes, goes away, or a timer expires (see the
+    module docstring). The peer counts the connection as active (least_conn,
+    max_conns) until it ends.
 
     Args:
         req: the request; ``req.status`` becomes 101 (or the refusal's or
             error's status), ``req.body_bytes_sent`` the payload bytes sent
-            to the client.
-        plan: the location's proxy plan (URI rule, header rule, timeouts).
-        session: the worker's upstream session; its connector is used.
+            to the client, and the ``$upstream_*`` fields are filled in.
+        plan: the location's proxy plan (URI rule, header rule, timeouts, peers).
+        session: the worker's sessions (``Sessions``: a session per peer), or
+            the plan's one ``aiohttp.ClientSession`` (enough for TCP peers);
+            only its connection pool is used.
         scope: the ASGI websocket scope (``subprotocols``).
         receive, send: the scope's raw ASGI callables.
         quoted: the client's path had %-escapes (see ``ProxyPlan.upstream_uri``).
         log: the error logger.
 
     Failures before the upgrade are answered as nginx does: 502 (refused,
-    reset, invalid answer) or 504 (timed out), with an error-log line.
+    reset, invalid answer, no live upstreams) or 504 (timed out), with an
+    error-log line.
 
-    Source: nginx docs: ngx_http_proxy_module, "WebSocket proxying".
+    Source: nginx docs: ngx_http_proxy_module, "WebSocket proxying",
+    proxy_next_upstream; ngx_http_upstream.c for the error texts.
     """
-    loc = plan.loc
-    req.proxy = loc.proxy_pass
-    req.upstream_addr = plan.upstream_name
-    url = _ws_url(plan, req, quoted)
-    t0 = time.monotonic()
+    req.proxy = plan.loc.proxy_pass
     first = await receive()
     if first["type"] != "websocket.connect":  # the client left before we began
         req.status = 499
         return
     headers = [(n, v) for n, v in plan.headers.build(req) if n.lower() not in HANDSHAKE_FIELDS]
-    handshake = _Handshake(req, send, loc.server_tokens, log, url)
-    # A view of the worker's pool with this handshake's middleware and
-    # timeouts; connector_owner=False leaves the pool to the Runtime.
-    upstream = aiohttp.ClientSession(
-        connector=session.connector,
-        connector_owner=False,
-        middlewares=(handshake,),
-        timeout=plan.timeout,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-        skip_auto_headers=session.skip_auto_headers,
-        requote_redirect_url=False,
-        version=aiohttp.HttpVersion11,
-    )
-    try:
-        ws = await upstream.ws_connect(
-            url,
-            headers=headers,
-            protocols=scope.get("subprotocols") or (),
-            autoclose=False,
-            autoping=True,
-            max_msg_size=MAX_MESSAGE_SIZE + 1,  # aiohttp refuses sizes >= max_msg_size
-            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=min(CLOSE_TIMEOUT, loc.proxy_read_timeout)),
-            compress=0,
-        )
-    except _Refused:
-        req.upstream_response_time = f"{time.monotonic() - t0:.3f}"
+    upgrade = _Upgrade(req, plan, session, send, log, plan.upstream_uri(req, quoted))
+    opened = await upgrade.connect(headers, scope.get("subprotocols") or ())
+    if opened is None:
         return
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-        err = _fail(exc, "reading response header from upstream")
-        await _fail_handshake(req, send, err, loc.server_tokens, log, url)
-        req.upstream_response_time = f"{time.monotonic() - t0:.3f}"
-        return
-    finally:
-        await upstream.close()
-    assert handshake.response is not None
+    ws, response, peer, t0 = opened
     try:
-        req.upstream_status = "101"
         await send({
             "type": "websocket.accept",
             "subprotocol": ws.protocol,
-            "headers": _accept_headers(handshake.response.raw_headers, loc.server_tokens),
+            "headers": _accept_headers(response.raw_headers, plan.loc.server_tokens),
         })
         req.status = 101
-        relay = _Relay(req, plan, ws, receive, send, log, url)
-        await relay.run()
+        await _Relay(req, plan, ws, receive, send, log, upgrade.url).run()
     finally:
-        handshake.response.close()  # the upstream socket, whatever happened
-        req.upstream_response_time = f"{time.monotonic() - t0:.3f}"
-
-
-async def _fail_handshake(req: Request, send: Send, err: UpstreamError, tokens: bool, log: Any, url: URL) -> None:
-    req.status = err.status
-    event = "upstream_timed_out" if err.status == 504 else "upstream_failed"
-    log.error(event, reason=err.reason, **_context(req, url))
-    req.body_bytes_sent = await send_error(_denial(send), err.status, tokens)
+        response.close()  # the upstream socket, whatever happened
+        if peer is not None:
+            peer.finished(False)  # nginx: an upgraded connection ends without failing its peer
+        # The last try's time covers the upgraded connection's whole life.
+        upgrade.times[-1] = f"{time.monotonic() - t0:.3f}"
+        req.upstream_response_time = ", ".join(upgrade.times)
 
 
 class _Relay:
@@ -453,7 +587,8 @@ class _Relay:
         self.upstream_send_timer = _Deadline(loop, loc.proxy_send_timeout, lambda: self._expire("upstream", "send"))
         self.client_send_timer = _Deadline(loop, SEND_TIMEOUT, lambda: self._expire("client", "send"))
         self.close_timeout = min(CLOSE_TIMEOUT, loc.proxy_read_timeout)
-        #: payload bytes relayed each way.
+        #: message payload bytes relayed each way (the error log's debug line
+        #: has both; the access log's $body_bytes_sent the first).
         self.to_client = 0
         self.to_upstream = 0
 
@@ -488,6 +623,9 @@ class _Relay:
         await self.finish(end)
         if end.side != "client" or end.kind == "timeout":
             await self.drain_client()
+        self.log.debug("websocket_closed", reason=f"{end.side} {end.kind} {end.code or ''}".rstrip()
+                       + f", {self.to_client} bytes to client, {self.to_upstream} bytes to upstream",
+                       **_context(self.req, self.url))
 
     async def finish(self, end: _End) -> None:
         """Close what is still open, as ``end`` requires, and log it."""

@@ -73,6 +73,10 @@ def _peers(srv: UpstreamServer, where: tuple[str, int]) -> list[Peer]:
     ]
 
 
+#: At most this many upstreams made for IP addresses of proxy_pass URLs with variables.
+_DYNAMIC_MAX = 256
+
+
 class Upstreams:
     """Every upstream a config's proxy_pass directives use.
 
@@ -93,6 +97,11 @@ class Upstreams:
             key: tuple[object, ...] = ("upstream", conf)
             self.by_key[key] = old.get(key) or self._build(conf)
         self._old = old
+        #: For URLs with variables: upstream names in lower case, the implicit
+        #: upstreams by (host, port), and upstreams made for IP addresses.
+        self.named_lower = {name.lower(): conf for name, conf in self.named.items()}
+        self.by_address: dict[tuple[str, int], Upstream] = {}
+        self.dynamic: dict[tuple[str, int, bool], Upstream] = {}
 
     def _build(self, conf: UpstreamConf) -> Upstream:
         peers = [p for srv in conf.servers for p in _peers(srv, (conf.file, conf.line))]
@@ -100,14 +109,19 @@ class Upstreams:
         balancer = make(conf.method, conf.consistent, conf.random_two)
         return Upstream(group, balancer, conf.hash_key, conf.method == "ip_hash", conf)
 
-    def for_location(self, loc: LocationConf) -> Upstream:
+    def for_location(self, loc: LocationConf) -> Upstream | None:
         """The upstream of a location's proxy_pass (a named upstream, or an implicit one).
+
+        Returns:
+            None for a proxy_pass with variables (see ``for_request``).
 
         Raises:
             ConfigError: the host does not resolve.
         """
         pp = loc.proxy_pass
         assert pp is not None
+        if pp.template is not None:
+            return None
         if not pp.unix and not pp.explicit_port and pp.host in self.named:
             return self.by_key[("upstream", self.named[pp.host])]
         key: tuple[object, ...] = ("implicit", pp.scheme, pp.host, pp.port, pp.unix)
@@ -115,10 +129,46 @@ class Upstreams:
         if found is None:
             found = self._implicit(pp, loc)
         self.by_key[key] = found
+        if not pp.unix:
+            self.by_address[(pp.host.lower(), pp.port)] = found
         return found
 
-    def _implicit(self, pp: ProxyPass, loc: LocationConf) -> Upstream:
+    def for_request(self, pp: ProxyPass) -> Upstream | None:
+        """The upstream of a proxy_pass URL evaluated for one request, found as
+        nginx finds it: an ``upstream`` block of that name (when the URL names
+        no port), the upstream of another proxy_pass with the same host and
+        port, or the address itself when the host is an IP address or a
+        UNIX socket.
+
+        Returns:
+            The upstream, or None when the host is a name that only a
+            resolver could look up (nginx: "no resolver defined to resolve").
+
+        Source: nginx src/http/ngx_http_upstream.c, ngx_http_upstream_init_request.
+        """
+        host = pp.host.lower()
+        if not pp.unix and not pp.explicit_port:
+            conf = self.named_lower.get(host)
+            if conf is not None:
+                return self.by_key[("upstream", conf)]
+        found = self.by_address.get((host, pp.port)) if not pp.unix else None
+        if found is not None:
+            return found
+        key = (pp.host, pp.port, pp.unix)
+        found = self.dynamic.get(key)
+        if found is None:
+            if not pp.unix:
+                try:
+                    ipaddress.ip_address(pp.host)
+                except ValueError:
+                    return None
+            if len(self.dynamic) >= _DYNAMIC_MAX:
+                self.dynamic.clear()  # bounded: the URL may come from the client
+            found = self.dynamic[key] = self._implicit(pp, None)
+        return found
+
+    def _implicit(self, pp: ProxyPass, loc: LocationConf | None) -> Upstream:
         shown = pp.url.split("://", 1)[1].split("/", 1)[0]
         srv = UpstreamServer(shown, pp.host, pp.port, pp.unix)
-        peers = _peers(srv, (loc.file, loc.line))
+        peers = _peers(srv, (loc.file, loc.line) if loc is not None else ("", 0))
         return Upstream(PeerGroup(shown, peers), make("round_robin"), None, False, None)

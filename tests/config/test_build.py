@@ -90,7 +90,7 @@ ERRORS = [
     pytest.param(server_block("        listen 8081 backlog=0;"), 'invalid backlog "backlog=0"', 4, id="invalid-backlog"),
     pytest.param("http {\n    include missing.conf;\n}\n",
                  'open() "{dir}/missing.conf" failed (2: No such file or directory)', 2, id="missing-include"),
-    pytest.param(server_block("        proxy_buffering off;"), '"proxy_buffering" directive is not supported by pyngx',
+    pytest.param(server_block("        proxy_buffer_size 4k;"), '"proxy_buffer_size" directive is not supported by pyngx',
                  4, id="not-supported"),
     pytest.param("http {\n  proxy_read_timeout 30m1h;\n}\n", '"proxy_read_timeout" directive invalid value', 2,
                  id="invalid-time"),
@@ -316,8 +316,9 @@ http {
         config = load_text(tmp_path, server_block("        return 204;\n        location / { }"))
         assert config.http is not None
         srv = config.http.servers[0]
-        assert srv.conf.return_ is not None and srv.conf.return_.code == 204
-        assert srv.conf.locations[0].return_ is None
+        (op,) = srv.conf.script
+        assert op.ret.code == 204
+        assert srv.conf.locations[0].script == ()
 
     def test_access_log_at_a_level_replaces_the_outer_one(self, tmp_path: Path) -> None:
         """access_log follows the same replace-not-extend rule; "off" gives none."""
@@ -350,7 +351,7 @@ class TestDefaults:
         loc = srv.conf.locations[0]
         assert srv.server_names == ("",)
         assert (loc.proxy_connect_timeout, loc.proxy_read_timeout, loc.proxy_send_timeout) == (60.0, 60.0, 60.0)
-        assert (loc.proxy_pass, loc.return_, loc.proxy_set_header) == (None, None, ())
+        assert (loc.proxy_pass, loc.script, loc.proxy_set_header) == (None, (), ())
         assert (loc.proxy_http_version, loc.default_type, loc.server_tokens) == ("1.1", "text/plain", True)
         assert [(a.path, a.format) for a in loc.access_log] == [("stdout", "combined")]
 

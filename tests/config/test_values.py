@@ -162,7 +162,7 @@ class TestParseListen:
             parse_listen(args)
         assert info.value.message == message
 
-    @pytest.mark.parametrize("param", ["ssl", "http2", "proxy_protocol", "fastopen=3", "so_keepalive=on"])
+    @pytest.mark.parametrize("param", ["quic", "http3", "proxy_protocol", "fastopen=3", "so_keepalive=on"])
     def test_unsupported_parameters(self, param: str) -> None:
         """Real nginx parameters that pyngx lacks are refused by name."""
         with pytest.raises(ConfigValueError) as info:

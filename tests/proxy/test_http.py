@@ -38,9 +38,9 @@ http {{
 
 @pytest.fixture
 def proxy(backend: Backend, run_pyngx: Callable[..., Pyngx]) -> tuple[str, Backend, Pyngx]:
-    """pyngx proxying every URI to the echo backend."""
+    """pyngx proxying every URI to the echo backend (no client_max_body_size limit)."""
     port = free_port()
-    p = run_pyngx(conf(port, f"location / {{ proxy_pass {backend.url}; }}"), port=port)
+    p = run_pyngx(conf(port, f"location / {{ proxy_pass {backend.url}; client_max_body_size 0; }}"), port=port)
     return f"http://127.0.0.1:{port}", backend, p
 
 
@@ -386,7 +386,8 @@ class TestStreaming:
     def test_1gib_upload_and_download_stream_with_bounded_rss(self, backend, run_pyngx):
         """1 GiB passes up and down through pyngx while its RSS stays below 100 MiB."""
         port = free_port()
-        p = run_pyngx(conf(port, f"location / {{ proxy_pass {backend.url}; access_log off; }}"), port=port)
+        p = run_pyngx(conf(port, f"location / {{ proxy_pass {backend.url}; access_log off; client_max_body_size 0; }}"),
+                      port=port)
         samples, done, t = self._rss_sampler(p)
         try:
             gib = 1024 * 1024 * 1024

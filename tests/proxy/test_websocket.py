@@ -48,22 +48,28 @@ class Setup:
 
 @pytest.fixture
 async def make(run_pyngx: Callable[..., Pyngx]) -> AsyncIterator[Callable[..., Setup]]:
-    """Factory: ``make(location_extra=IDIOM, upstream=None)`` starts an upstream and pyngx.
+    """Factory: ``make(location_extra=IDIOM, upstream=None, http_extra="")`` starts an upstream and pyngx.
+
+    In ``upstream`` and ``http_extra``, "{self}" stands for the started
+    upstream's address.
 
     ``/ws/`` proxies to the upstream's ``/ws/`` unchanged; ``/v1/`` proxies
     with a URI part (``proxy_pass UPSTREAM/ws/``).
     """
     stops: list[Callable[[], None]] = []
 
-    def start(location_extra: str = IDIOM, upstream: str | None = None) -> Setup:
+    def start(location_extra: str = IDIOM, upstream: str | None = None, http_extra: str = "") -> Setup:
         box = Mailbox()
         stream = Stream()
         backend, stop = start_backend(extra_routes=routes(box, stream))
         stops.append(stop)
         port = free_port()
-        target = upstream or backend.url
+        me = f"127.0.0.1:{backend.port}"
+        target = (upstream or backend.url).replace("{self}", me)
+        http_extra = http_extra.replace("{self}", me)
         conf = f"""
 http {{
+  {http_extra}
   server {{
     listen 127.0.0.1:{port};
     location /ws/ {{ proxy_pass {target}; {location_extra} }}
@@ -319,6 +325,56 @@ class TestHandshake:
             assert await ws.recv() == b"12345678"
         await wait_for(lambda: '"GET /ws/echo HTTP/1.1" 101 12 ' in s.pyngx.stdout)
         assert s.pyngx.stdout.count("/ws/echo") == 1
+
+
+class TestUpstreamGroups:
+    @pytest.fixture
+    async def second(self) -> AsyncIterator[tuple[Backend, Mailbox]]:
+        """Another WebSocket upstream, with its own mailbox."""
+        box = Mailbox()
+        backend, stop = start_backend(extra_routes=routes(box))
+        yield backend, box
+        stop()
+
+    async def test_peers_take_turns(self, make: Callable[..., Setup], second: tuple[Backend, Mailbox]) -> None:
+        """WebSockets to an upstream block are spread over its servers (round-robin)."""
+        other, other_box = second
+        peers = f"upstream ws_up {{ server {{self}}; server 127.0.0.1:{other.port}; }}"
+        s = make(upstream="http://ws_up", http_extra=peers)
+        async with connect(s.url("/ws/echo"), proxy=None) as one, connect(s.url("/ws/echo"), proxy=None) as two:
+            for ws in (one, two):
+                await ws.send("x")
+                assert await ws.recv() == "x"
+            assert (await s.box.get("headers")) and (await other_box.get("headers"))
+
+    async def test_next_upstream_on_refused_connect(self, make: Callable[..., Setup],
+                                                    second: tuple[Backend, Mailbox]) -> None:
+        """A peer that refuses the connection is passed over for the next one, and logged."""
+        other, other_box = second
+        s = make(upstream="http://ws_up",
+                 http_extra=f"upstream ws_up {{ server 127.0.0.1:{free_port()}; server 127.0.0.1:{other.port}; }}")
+        for i in range(3):
+            async with connect(s.url("/ws/echo"), proxy=None) as ws:
+                await ws.send(f"m{i}")
+                assert await ws.recv() == f"m{i}"
+            assert (await other_box.get("closed"))[0] == 1000
+        await wait_for(lambda: REFUSED in s.pyngx.stderr)
+
+    async def test_open_websocket_holds_its_peer(self, make: Callable[..., Setup]) -> None:
+        """An open WebSocket counts against its peer's max_conns until it ends (no live upstreams meanwhile)."""
+        s = make(upstream="http://ws_up", http_extra="upstream ws_up { server {self} max_conns=1; }")
+        async with connect(s.url("/ws/echo"), proxy=None) as first:
+            await first.send("x")
+            assert await first.recv() == "x"
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(s.url("/ws/echo"), proxy=None):
+                    pass
+            assert info.value.response.status_code == 502
+        await wait_for(lambda: '"GET /ws/echo HTTP/1.1" 101 ' in s.pyngx.stdout)  # the first has ended
+        async with connect(s.url("/ws/echo"), proxy=None) as third:
+            await third.send("y")
+            assert await third.recv() == "y"
+        await wait_for(lambda: "no live upstreams while connecting to upstream" in s.pyngx.stderr)
 
 
 class TestClose:

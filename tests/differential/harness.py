@@ -1,0 +1,604 @@
+"""The differential harness: one config, run by nginx and by pyngx, same requests.
+
+Owns: ``Req`` (a request as sent on the wire, plus what the case states about
+nginx's answer), ``Pair`` (an nginx and a pyngx serving the same config text in
+front of the same recording backend), the raw HTTP/1.x client, and the
+normalizer. Every normalization the harness applies is listed, with its
+reason, in DIFFERENCES.md; ``DOCUMENTED`` is read from there and the harness
+refuses to load when the two disagree.
+
+Config texts use placeholders, replaced per daemon:
+
+    @PORT@, @PORT2@   the daemon's own listen ports (differ per daemon)
+    @BACKEND@         127.0.0.1:N of the recording backend (the same for both)
+    @BACKEND_PORT@    N alone
+    @UNIX@            the backend's UNIX socket path (the same for both)
+    @DEAD@            127.0.0.1:M where nothing listens (for 502s)
+    @ROOT@            a document root with fixed files and mtimes (conftest.DOCROOT)
+
+The text is the inside of ``http { }``; ``conf()`` adds ``events {}``, the http
+block and a prelude that turns off access logs and sets
+``proxy_http_version 1.1; proxy_set_header Connection "";`` so that both
+daemons talk to the backend alike (see DIFFERENCES.md, upstream-http-version).
+
+With PYNGX_DIFF_NGINX_ONLY=1 in the environment only nginx runs, and a case
+checks only what it states about nginx (status, reached, headers_out): for
+writing cases before pyngx supports a directive.
+
+Requests go out on raw sockets exactly as written in ``Req`` (Host and target
+are not touched), so malformed Hosts, ``//admin``, ``/%61dmin`` and
+absolute-form targets reach the daemons as a client sent them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import free_port, nginx_binary, wait_listening
+
+HERE = Path(__file__).resolve().parent
+
+# --- the documented differences -------------------------------------------------
+
+#: Normalizations applied to every case.
+ALWAYS = ("server-header", "date-header", "connection-header", "reason-phrase", "error-page-signature", "listen-port")
+#: Normalizations a case opts into with ``Req(differs=...)``.
+OPT_IN = ("upstream-http-version", "streamed-request-body")
+
+
+def documented() -> frozenset[str]:
+    """The ids of the bullets in DIFFERENCES.md (``- `id`: ...``)."""
+    text = (HERE / "DIFFERENCES.md").read_text()
+    return frozenset(re.findall(r"^- `([a-z0-9-]+)`", text, re.M))
+
+
+DOCUMENTED = documented()
+if DOCUMENTED != frozenset(ALWAYS + OPT_IN):
+    raise RuntimeError(
+        "tests/differential/DIFFERENCES.md and harness.py disagree: "
+        f"undocumented {sorted(set(ALWAYS + OPT_IN) - DOCUMENTED)}, unknown {sorted(DOCUMENTED - set(ALWAYS + OPT_IN))}"
+    )
+
+_IGNORED_RESPONSE = frozenset({"server", "date", "connection", "keep-alive"})
+_SIGNATURE = re.compile(rb"<hr><center>(?:nginx|pyngx)(/[0-9][0-9.]*)?</center>")
+
+
+# --- requests -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Req:
+    """One request, sent as written, and what the case states about nginx's answer.
+
+    Attributes:
+        target: the request target, exactly as sent (placeholders allowed).
+        method: the method.
+        host: the Host field value, or None to send no Host field.
+        headers: more fields, in order.
+        body: a request body (Content-Length is added unless given).
+        version: the protocol on the request line.
+        raw: the whole request instead (placeholders allowed); the rest is ignored.
+        status: nginx's status, stated by the case (checked, to keep cases honest).
+        reached: whether nginx passes the request to the backend, stated by the case.
+        differs: opt-in normalizations (ids from DIFFERENCES.md).
+        headers_out: response fields that must be present in nginx's answer.
+        port: send to the daemon's @PORT@ (1) or @PORT2@ (2).
+        id: the test id.
+    """
+
+    target: str = "/"
+    method: str = "GET"
+    host: str | None = "localhost"
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+    version: str = "HTTP/1.1"
+    raw: bytes | None = None
+    status: int | None = None
+    reached: bool | None = None
+    differs: tuple[str, ...] = ()
+    headers_out: tuple[str, ...] = ()
+    port: int = 1
+    id: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.differs) - set(OPT_IN)
+        if unknown:
+            raise ValueError(f"not documented in DIFFERENCES.md: {sorted(unknown)}")
+
+    def wire(self, subst: dict[str, str]) -> bytes:
+        """The request bytes for one daemon."""
+        if self.raw is not None:
+            return _subst(self.raw.decode("latin-1"), subst).encode("latin-1")
+        lines = [f"{self.method} {self.target} {self.version}"]
+        if self.host is not None:
+            lines.append(f"Host: {self.host}")
+        names = set()
+        for k, v in self.headers:
+            lines.append(f"{k}: {v}")
+            names.add(k.lower())
+        if self.body is not None and "content-length" not in names and "transfer-encoding" not in names:
+            lines.append(f"Content-Length: {len(self.body)}")
+        head = _subst("\r\n".join(lines) + "\r\n\r\n", subst).encode("latin-1")
+        return head + (self.body or b"")
+
+    @property
+    def is_head(self) -> bool:
+        return self.raw.startswith(b"HEAD ") if self.raw is not None else self.method == "HEAD"
+
+    def label(self) -> str:
+        if self.id:
+            return self.id
+        return f"{self.method} {self.target} host={self.host}"
+
+
+def _subst(text: str, subst: dict[str, str]) -> str:
+    for k, v in subst.items():
+        text = text.replace(k, v)
+    return text
+
+
+@dataclass
+class Answer:
+    """What one daemon answered, and what the backend received meanwhile."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    seen: list[Any] = field(default_factory=list)
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+
+class _Reader:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+        self.eof = False
+
+    def _more(self) -> bool:
+        if self.eof:
+            return False
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def line(self) -> bytes | None:
+        while b"\r\n" not in self.buf:
+            if not self._more():
+                return None
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def exact(self, n: int) -> bytes:
+        while len(self.buf) < n and self._more():
+            pass
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def rest(self) -> bytes:
+        while self._more():
+            pass
+        out, self.buf = self.buf, b""
+        return out
+
+
+def exchange(port: int, data: bytes, head: bool, timeout: float = 5.0) -> Answer:
+    """Send ``data`` on a new connection to 127.0.0.1:port and read one response.
+
+    Status 0 means the daemon closed the connection without answering.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered early (e.g. 413) and closed: the answer is still there to read
+        r = _Reader(sock)
+        while True:
+            line = r.line()
+            if line is None:
+                return Answer(0, [], b"")
+            parts = line.split(b" ", 2)
+            status = int(parts[1])
+            headers: list[tuple[str, str]] = []
+            while True:
+                h = r.line()
+                if h is None or h == b"":
+                    break
+                k, _, v = h.partition(b":")
+                headers.append((k.decode("latin-1"), v.strip().decode("latin-1")))
+            if not 100 <= status < 200 or status == 101:
+                break
+        names = {k.lower(): v for k, v in headers}
+        if head or status in (101, 204, 304):
+            body = b""
+        elif "chunked" in names.get("transfer-encoding", "").lower():
+            chunks = []
+            while True:
+                size_line = r.line()
+                if size_line is None:
+                    break
+                size = int(size_line.split(b";")[0], 16)
+                if size == 0:
+                    while r.line() not in (None, b""):
+                        pass
+                    break
+                chunks.append(r.exact(size))
+                r.line()
+            body = b"".join(chunks)
+        elif "content-length" in names:
+            body = r.exact(int(names["content-length"]))
+        else:
+            body = r.rest()
+        return Answer(status, headers, body)
+
+
+# --- normalizing ----------------------------------------------------------------
+
+
+def _ports_re(ports: dict[int, str]) -> list[tuple[re.Pattern[bytes], bytes]]:
+    return [(re.compile(rb"(?<![0-9])%d(?![0-9])" % p), name.encode()) for p, name in ports.items()]
+
+
+def _sub_ports(value: bytes, pats: list[tuple[re.Pattern[bytes], bytes]]) -> bytes:
+    for pat, name in pats:
+        value = pat.sub(name, value)
+    return value
+
+
+def _signature(m: re.Match[bytes]) -> bytes:
+    return b"<hr><center>@SERVER@" + (b"/@VERSION@" if m.group(1) else b"") + b"</center>"
+
+
+def _short(data: str | bytes) -> Any:
+    """Long bodies compare by length and hash, so that failures stay readable."""
+    if len(data) <= 256:
+        return data
+    raw = data.encode("latin-1") if isinstance(data, str) else data
+    return f"<{len(raw)} bytes, sha256 {hashlib.sha256(raw).hexdigest()[:16]}>"
+
+
+def view(ans: Answer, ports: dict[int, str], differs: tuple[str, ...], head: bool) -> dict[str, Any]:
+    """The comparable form of an answer (see DIFFERENCES.md for each step)."""
+    pats = _ports_re(ports)
+    body = _sub_ports(ans.body, pats)
+    body = _SIGNATURE.sub(_signature, body)
+    headers: dict[str, list[str]] = {}
+    for k, v in ans.headers:
+        low = k.lower()
+        if low in _IGNORED_RESPONSE:
+            continue
+        value = _sub_ports(v.encode("latin-1"), pats).decode("latin-1")
+        if low == "content-length" and value.isdigit():
+            n = int(value)
+            if n == len(ans.body) and not head:
+                value = str(len(body))
+            elif head and n and ans.status >= 300 and "text/html" in (ans.header("content-type") or ""):
+                value = "@ERROR-PAGE-LENGTH@"
+        headers.setdefault(low, []).append(value)
+    upstream = []
+    for s in ans.seen:
+        up_headers: dict[str, list[str]] = {}
+        for k, v in s.headers:
+            low = k.lower()
+            if "upstream-http-version" in differs and low == "connection":
+                continue
+            if "streamed-request-body" in differs and low in ("content-length", "transfer-encoding"):
+                continue
+            up_headers.setdefault(low, []).append(_sub_ports(v.encode("latin-1"), pats).decode("latin-1"))
+        upstream.append({
+            "via": s.via,
+            "method": s.method,
+            "uri": _sub_ports(s.path.encode("latin-1"), pats).decode("latin-1"),
+            "version": "-" if "upstream-http-version" in differs else s.version,
+            "headers": up_headers,
+            "body": _short(s.body),
+        })
+    text: Any = body
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    return {"status": ans.status, "headers": headers, "body": _short(text), "upstream": upstream}
+
+
+def explain(nv: dict[str, Any], pv: dict[str, Any]) -> str:
+    """The parts of two views that differ, one per line."""
+    lines = []
+    for key in nv:
+        if key == "headers":
+            for name in sorted(set(nv[key]) | set(pv[key])):
+                a, b = nv[key].get(name), pv[key].get(name)
+                if a != b:
+                    lines.append(f"  header {name}: nginx={a!r} pyngx={b!r}")
+        elif nv[key] != pv[key]:
+            lines.append(f"  {key}: nginx={nv[key]!r}\n  {' ' * len(key)}  pyngx={pv[key]!r}")
+    return "\n".join(lines)
+
+
+# --- the two daemons ------------------------------------------------------------
+
+
+def conf(inner: str, prelude: bool = True) -> str:
+    """A whole config from the inside of ``http {}`` (see the module doc)."""
+    pre = 'access_log off;\n    proxy_http_version 1.1;\n    proxy_set_header Connection "";\n' if prelude else "access_log off;\n"
+    return f"events {{}}\n\nhttp {{\n    {pre}{inner}\n}}\n"
+
+
+class PyngxDiffers(AssertionError):
+    """pyngx's normalized answer is not nginx's."""
+
+
+class PyngxFailed(RuntimeError):
+    """pyngx did not load a config that nginx accepts."""
+
+
+class Unsupported(RuntimeError):
+    """pyngx refused the config with "... is not supported by pyngx" (a feature not built yet)."""
+
+
+#: The control server added to every config: it answers the config's
+#: generation, so that a reload is known to be live without sleeping.
+_CONTROL = """
+    server {
+        listen 127.0.0.1:@CTRL@;
+        location = /__generation { return 200 "@GEN@"; }
+    }
+"""
+
+
+def _children(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (nginx's workers), from /proc."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _generation(port: int) -> str | None:
+    try:
+        ans = exchange(port, b"GET /__generation HTTP/1.0\r\n\r\n", False, timeout=2.0)
+    except OSError:
+        return None
+    return ans.body.decode() if ans.status == 200 else None
+
+
+def _emerg_message(line: str) -> str:
+    """The message of a pyngx [emerg] line, without time, pid, file and line."""
+    msg = re.sub(r"^.*?\[emerg\] (\d+#\d+: )?(reload_failed: )?", "", line)
+    msg = re.sub(r"; keeping the old configuration$", "", msg)
+    return re.sub(r" in /\S+:\d+$", "", msg)
+
+
+def _until(predicate: Any, what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.01)
+
+
+class Daemons:
+    """One nginx and one pyngx for the whole session, on fixed ports.
+
+    Each config is loaded by a reload (SIGHUP to both, as an operator does),
+    which takes a fraction of the time of starting Python again; a reload
+    counts as done when the control server answers the new generation and,
+    for nginx, the old workers have exited. pyngx runs with --no-watch, so
+    only these reloads change its config. With PYNGX_DIFF_FRESH=1 both are
+    started afresh for every config instead (to rule the reload out when a
+    case fails).
+    """
+
+    def __init__(self, workdir: Path, backend: Any, dead_port: int, docroot: Path | None) -> None:
+        self.workdir = workdir
+        self.backend = backend
+        self.nports = (free_port(), free_port())
+        self.pports = (free_port(), free_port())
+        self.nctl, self.pctl = free_port(), free_port()
+        common = {
+            "@BACKEND_PORT@": str(backend.port),
+            "@BACKEND@": f"127.0.0.1:{backend.port}",
+            "@UNIX@": str(backend.unix_path),
+            "@DEAD@": f"127.0.0.1:{dead_port}",
+            "@ROOT@": str(docroot),
+        }
+        self.nsubst = {"@PORT2@": str(self.nports[1]), "@PORT@": str(self.nports[0]), "@CTRL@": str(self.nctl), **common}
+        self.psubst = {"@PORT2@": str(self.pports[1]), "@PORT@": str(self.pports[0]), "@CTRL@": str(self.pctl), **common}
+        self.nginx_only = bool(os.environ.get("PYNGX_DIFF_NGINX_ONLY"))
+        self.fresh = bool(os.environ.get("PYNGX_DIFF_FRESH"))
+        self.ndir, self.pdir = workdir / "nginx", workdir / "pyngx"
+        self.ndir.mkdir(parents=True, exist_ok=True)
+        (self.ndir / "logs").mkdir(exist_ok=True)
+        self.pdir.mkdir(parents=True, exist_ok=True)
+        self.nginx: subprocess.Popen[bytes] | None = None
+        self.pyngx: subprocess.Popen[bytes] | None = None
+        self.gen = 0
+
+    def render(self, text: str, subst: dict[str, str]) -> str:
+        head, _, tail = text.rpartition("}")
+        return _subst(head + _CONTROL + "}" + tail, {"@GEN@": f"gen-{self.gen}", **subst})
+
+    def load(self, text: str) -> Pair:
+        """Make both daemons serve ``text``; returns the Pair that asks them.
+
+        Raises:
+            RuntimeError: nginx rejects the config (the case is wrong).
+            Unsupported, PyngxFailed: pyngx does not load it.
+        """
+        self.gen += 1
+        if self.fresh:
+            self.stop()
+        self.load_nginx(text)
+        if not self.nginx_only:
+            self.load_pyngx(text)
+        return Pair(self, text)
+
+    # -- nginx ------------------------------------------------------------------
+
+    def _nginx_argv(self) -> list[str]:
+        binary = nginx_binary()
+        assert binary is not None
+        return [binary, "-p", str(self.ndir), "-c", str(self.ndir / "nginx.conf"), "-e", str(self.ndir / "logs" / "error.log"),
+                "-g", f"daemon off; pid {self.ndir}/nginx.pid;"]
+
+    def load_nginx(self, text: str) -> None:
+        (self.ndir / "nginx.conf").write_text(self.render(text, self.nsubst))
+        check = subprocess.run([*self._nginx_argv(), "-t", "-q"], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise RuntimeError(f"nginx rejects the config: {check.stderr.strip()}")
+        if self.nginx is None or self.nginx.poll() is not None:
+            mime = Path("/etc/nginx/mime.types")
+            if mime.exists():
+                shutil.copy(mime, self.ndir / "mime.types")
+            self.nginx = subprocess.Popen(self._nginx_argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            old = _children(self.nginx.pid)
+            self.nginx.send_signal(signal.SIGHUP)
+            # Old workers close their listening sockets when told to quit, and
+            # exit once their connections are done. Waiting for the exit shuts
+            # out the moment when one could still accept; a worker that holds
+            # a connection (a test that left one open) is given 2 s, by then
+            # it has long stopped accepting.
+            deadline = time.monotonic() + 2.0
+            master = self.nginx.pid
+            _until(lambda: not (old & _children(master)) or time.monotonic() > deadline, "unreachable")
+        want = f"gen-{self.gen}"
+        _until(lambda: _generation(self.nctl) == want, "nginx did not load the config")
+        if "@PORT2@" in text:
+            wait_listening("127.0.0.1", self.nports[1])
+
+    # -- pyngx ------------------------------------------------------------------
+
+    def load_pyngx(self, text: str) -> None:
+        conf_path = self.pdir / "pyngx.conf"
+        conf_path.write_text(self.render(text, self.psubst))
+        err_path = self.pdir / "stderr.log"
+        if self.pyngx is None or self.pyngx.poll() is not None:
+            with open(self.pdir / "stdout.log", "ab") as out, open(err_path, "ab") as err:
+                start = err_path.stat().st_size
+                self.pyngx = subprocess.Popen([sys.executable, "-m", "pyngx", "--no-watch", "-c", str(conf_path)],
+                                              cwd=self.pdir, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        else:
+            start = err_path.stat().st_size
+            self.pyngx.send_signal(signal.SIGHUP)
+        want = f"gen-{self.gen}"
+        proc = self.pyngx
+
+        def done() -> bool:
+            if _generation(self.pctl) == want:
+                return True
+            with open(err_path, "rb") as f:
+                f.seek(start)
+                new = f.read().decode(errors="replace")
+            emerg = [line for line in new.splitlines() if "[emerg]" in line]
+            if emerg or proc.poll() is not None:
+                unsupported = [line for line in emerg if "not supported by pyngx" in line]
+                if unsupported:
+                    raise Unsupported(_emerg_message(unsupported[0]))
+                raise PyngxFailed(f"pyngx did not load the config:\n{new}")
+            return False
+
+        _until(done, "pyngx did not load the config")
+        if "@PORT2@" in text:
+            wait_listening("127.0.0.1", self.pports[1], proc=proc)
+
+    def stop(self) -> None:
+        for proc in (self.pyngx, self.nginx):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+        self.pyngx = self.nginx = None
+
+
+class Pair:
+    """The two daemons as they serve one config: ask them, compare the answers."""
+
+    def __init__(self, daemons: Daemons, text: str) -> None:
+        self.text = text
+        self.backend = daemons.backend
+        self.nports, self.pports = daemons.nports, daemons.pports
+        self.nsubst, self.psubst = daemons.nsubst, daemons.psubst
+        self.nginx_only = daemons.nginx_only
+
+    def _ask(self, port: int, subst: dict[str, str], req: Req) -> Answer:
+        start = len(self.backend.seen)
+        ans = exchange(port, req.wire(subst), req.is_head)
+        ans.seen = list(self.backend.seen[start:])
+        return ans
+
+    def ask(self, req: Req) -> tuple[Answer, Answer]:
+        """(nginx's answer, pyngx's answer) to ``req``."""
+        i = req.port - 1
+        n = self._ask(self.nports[i], self.nsubst, req)
+        if self.nginx_only:
+            return n, n
+        return n, self._ask(self.pports[i], self.psubst, req)
+
+    def check(self, req: Req) -> tuple[Answer, Answer]:
+        """Send ``req`` to both; assert what the case states about nginx, then
+        that pyngx's normalized answer equals nginx's."""
+        n, p = self.ask(req)
+        head = req.is_head
+        nv = view(n, {self.nports[0]: "@PORT@", self.nports[1]: "@PORT2@"}, req.differs, head)
+        pv = nv if self.nginx_only else view(p, {self.pports[0]: "@PORT@", self.pports[1]: "@PORT2@"}, req.differs, head)
+        if req.status is not None:
+            assert n.status == req.status, f"the case is wrong: nginx answered {nv}"
+        if req.reached is not None:
+            assert bool(n.seen) == req.reached, f"the case is wrong: nginx answered {nv}"
+        for name in req.headers_out:
+            assert n.header(name) is not None, f"the case is wrong: nginx answered {nv}"
+        if pv != nv:
+            raise PyngxDiffers(f"pyngx differs from nginx for {req.label()}:\n{explain(nv, pv)}")
+        return n, p
+
+
+#: pyngx bugs seen from several files (xfail reasons).
+H11_400 = ("nginx answers 400 with its HTML error page (text/html, 163 bytes); pyngx answers 400 with an "
+           "empty body and no Content-Type: Hypercorn/h11 rejects the request before pyngx sees it")
+
+
+def params(*reqs: Any) -> list[Any]:
+    """pytest params from ``Req``s (or ready ``xfail(...)`` params), with their ids."""
+    return [pytest.param(r, id=r.label()) if isinstance(r, Req) else r for r in reqs]
+
+
+def xfail(req: Req, reason: str) -> Any:
+    """A case where pyngx is known to differ from nginx: a pyngx bug, strict xfail.
+
+    Only a difference (or pyngx refusing nginx's config) counts as the
+    expected failure; a case whose statement about nginx is wrong fails.
+    """
+    mark = pytest.mark.xfail(strict=True, reason=reason, raises=(PyngxDiffers, PyngxFailed))
+    return pytest.param(req, id=req.label(), marks=mark)
