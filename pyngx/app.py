@@ -20,8 +20,10 @@ The phases, as nginx runs them (ngx_http_core_module's phase engine)::
                      redirection cycle"
     preaccess        realip with the location's conf (unless done)
     access           allow / deny -> 403
-    (try files)      -- static files: another module's hook, see ``content``
-    content          proxy_pass, or 404
+    try files        try_files (pyngx.static): the URI becomes the file
+                     found, else "=code", "@name" or an internal redirect
+    content          proxy_pass, or static files (pyngx.static: index,
+                     autoindex, the file under root or alias)
     then             Finish(status): error_page -> internal redirect (the
                      phases again from server rewrite, or from location
                      rewrite in a named location), a 302 to a URL, or
@@ -48,14 +50,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import h2.errors
-from hypercorn.protocol.h2 import H2Protocol
-from hypercorn.protocol.http_stream import ASGIHTTPState, HTTPStream
-from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
-
 from pyngx import log as pyngx_log
-from pyngx import tls
+from pyngx import listener
 from pyngx.access import allowed, real_ip
+from pyngx.asgi import KeptBody, StatusSend, close_connection
 from pyngx.config.model import Config, LocationConf
 from pyngx.errors import SpecialResponse
 from pyngx.filters import ResponseFilter, body_too_large, send_too_large
@@ -63,9 +61,12 @@ from pyngx.proxy.http import proxy_http
 from pyngx.proxy.websocket import proxy_websocket
 from pyngx.request import BadURI, Request, normalize_uri
 from pyngx.responses import absolute_url, send_error, send_simple, server_header
-from pyngx.rewrite import REDIRECT_CODES, ErrorPage, Finish, Outcome, Redirect, Respond, run_script
+from pyngx.rewrite import run_script
+from pyngx.special import REDIRECT_CODES, ErrorPage, Finish, Outcome, Redirect, Respond
+from pyngx.special import internal_redirect as internal_redirect  # for content handlers (try_files)
 from pyngx.routing import REDIRECT, parse_host
 from pyngx.runtime import Runtime, Sessions
+from pyngx.static import serve_static, try_files
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -172,12 +173,12 @@ class App:
             uri,
             query.decode("latin-1"),
             scope["headers"],
-            _SCHEMES.get(scheme, scheme),
+            _SCHEMES.get(scheme) or str(scheme),
             _PROTOCOLS.get(scope.get("http_version", "1.1"), "HTTP/1.1"),
             scope.get("client"),
             scope.get("server"),
         )
-        req.tls = scope.get("extensions", {}).get(tls.SCOPE_KEY)
+        req.tls = scope.get("extensions", {}).get(listener.SCOPE_KEY)
         req.quoted_uri, req.plus_in_uri = quoted, b"+" in raw
         return req, quoted
 
@@ -220,7 +221,7 @@ class App:
         req.host = host or (srv.server_names[0] if srv.server_names else "")
         if smatch is not None:
             req.set_match(smatch)
-        refused = tls.refusal(req.tls, srv)
+        refused = listener.refusal(req.tls, srv)
         if refused is not None:  # ssl_verify_client on, and no client certificate
             req.status = 400
             req.body_bytes_sent = await send_simple(send, 400, refused, b"text/html", srv.conf.server_tokens)
@@ -228,7 +229,7 @@ class App:
                           client=req.remote_addr, server=req.host)
             rt.access.log(srv.conf.access_log, req)
             return
-        await self.phases(_Flow(rt, req, scope, receive, raw_send, _StatusSend(send), websocket, quoted))
+        await self.phases(_Flow(rt, req, scope, receive, raw_send, StatusSend(send, req), websocket, quoted))
         rt.access.log((req.location or srv.conf).access_log, req)
 
     # -- the phases -----------------------------------------------------------------
@@ -269,11 +270,12 @@ class App:
             if out is not None:
                 return out
         loc = req.location
+        assert loc is not None
         real_ip(req, loc)  # preaccess phase: the location's realip, unless done
         if not allowed(loc.access, req.remote_addr):  # access phase
             self.log.error("access_forbidden", reason="access forbidden by rule", **_context(req))
             return Finish(403)
-        return await self.content(f)
+        return await self.content(f)  # try-files and content phases
 
     def script(self, conf: LocationConf, req: Request) -> Outcome | None:
         """The rewrite phase of one level: its rewrite-module script."""
@@ -321,12 +323,16 @@ class App:
         return Finish(500)
 
     async def content(self, f: _Flow) -> Outcome | _Sent:
-        """The content phase: proxy_pass, or 404.
+        """The try-files and content phases: proxy_pass, or static files.
 
         A handler returns None when it sent the answer, or an ``Outcome``.
         """
         req, loc = f.req, f.req.location
         assert loc is not None
+        if loc.try_files is not None:  # the try-files phase (pyngx.static): the URI may change
+            tried = await try_files(f.rt, req, self.log)
+            if tried is not None:
+                return tried
         if loc.proxy_pass is not None:
             plan = f.rt.plans[id(loc)]
             try:
@@ -342,18 +348,17 @@ class App:
                     return _SENT
                 return Finish(exc.status, headers=tuple(exc.headers))
             return _SENT
-        # -- static files: serve_static(...) goes here (root, alias, index, try_files);
-        #    it returns None when it answered, or an Outcome (Finish(404), internal_redirect(...)).
-        # Differs from nginx: no static files yet; nginx would look under root.
-        self.log.info("not_found", reason=f'no proxy_pass or return for "{req.uri}"', **_context(req))
-        return Finish(404)
+        # -- static files (pyngx.static): index, autoindex, the file under root or alias;
+        #    None when it answered, else an Outcome (Finish(404), an index's internal redirect).
+        out = await serve_static(f.rt, req, f.send, f.receive, self.log, f.err_status)
+        return _SENT if out is None else out
 
     # -- the end of a pass: answers, error_page, internal redirects ------------------
 
     async def finish(self, f: _Flow, outcome: Outcome) -> Outcome | _Sent:
         """Act on what ended a pass of the phases."""
         if isinstance(outcome, Redirect):
-            return await self.internal_redirect(f, outcome)
+            return await self.redirect(f, outcome)
         if isinstance(outcome, Respond):
             await self.respond(f, outcome)
             return _SENT
@@ -406,7 +411,7 @@ class App:
         await self.special(f, f.err_status)
         return _SENT
 
-    async def internal_redirect(self, f: _Flow, to: Redirect) -> Outcome | _Sent:
+    async def redirect(self, f: _Flow, to: Redirect) -> Outcome | _Sent:
         """Run the phases again for ``to``: from server rewrite with the new
         URI and args, or from location rewrite in the named location "@name".
 
@@ -424,6 +429,8 @@ class App:
                                **_context(req))
                 return Finish(500)
             req.location = named
+            if isinstance(f.receive, KeptBody):
+                f.receive.rewind()
             return await self.run_phases(f, _LOCATION_REWRITE)
         out = self.uri_change(f, f'while internally redirecting to "{to.uri}"')
         if out is not None:
@@ -431,6 +438,8 @@ class App:
         req.uri, req.args = to.uri, to.args
         req.internal = True
         req.valid_unparsed_uri = False
+        if isinstance(f.receive, KeptBody):
+            f.receive.rewind()
         return await self.run_phases(f, _SERVER_REWRITE)
 
     async def respond(self, f: _Flow, out: Respond) -> None:
@@ -485,89 +494,32 @@ class _Flow:
     """
 
     __slots__ = ("rt", "req", "srv", "scope", "receive", "raw_send", "send", "websocket", "quoted",
-                 "uri_changes", "err_status", "error_page_done", "location")
+                 "uri_changes", "error_page_done", "location")
 
     def __init__(self, rt: Runtime, req: Request, scope: Scope, receive: Receive, raw_send: Send,
-                 send: _StatusSend, websocket: bool, quoted: bool) -> None:
+                 send: StatusSend, websocket: bool, quoted: bool) -> None:
         self.rt = rt
         self.req = req
         assert req.server is not None
         self.srv = req.server
         self.scope = scope
-        self.receive = receive
+        # A body read before an internal redirect is read again after it.
+        self.receive: Receive = receive if websocket else KeptBody(receive)
         self.raw_send = raw_send
         self.send = send
-        send.flow = self
         self.websocket = websocket
         self.quoted = quoted
         self.uri_changes = 11
-        self.err_status = 0
         self.error_page_done = False
         self.location: str | None = None
 
+    @property
+    def err_status(self) -> int:
+        return self.send.err_status
 
-class _StatusSend:
-    """The send of one request: after an error_page, the answer has the
-    status error_page chose (nginx: r->err_status in ngx_http_send_header)."""
-
-    __slots__ = ("send", "flow")
-
-    def __init__(self, send: Send) -> None:
-        self.send = send
-        self.flow: _Flow | None = None
-
-    async def __call__(self, message: dict[str, Any]) -> None:
-        f = self.flow
-        if f is not None and f.err_status and message["type"] == "http.response.start":
-            message = {**message, "status": f.err_status}
-            f.req.status = f.err_status
-        await self.send(message)
-
-
-def internal_redirect(target: str) -> Redirect:
-    """The outcome that redirects a request internally, for a handler to return.
-
-    Args:
-        target: "/uri" or "/uri?args" (the phases run again from server
-            rewrite with that URI and those args; the client's args are
-            dropped, as nginx does), or "@name" (the named location's
-            rewrite phase runs next, with the URI unchanged).
-
-    Source: nginx src/http/ngx_http_core_module.c, ngx_http_internal_redirect,
-    ngx_http_named_location (used by error_page and try_files).
-    """
-    return Redirect.to(target)
-
-
-async def close_connection(send: Send) -> bool:
-    """Close the client's connection without an answer (nginx's ``return 444``).
-
-    ASGI has no message for this. Hypercorn closes an HTTP/1.x connection
-    when the app ends without answering, but sends a 500 first; so the
-    stream is marked closed, which leaves it nothing to send. On HTTP/2 the
-    stream is reset (RST_STREAM, INTERNAL_ERROR), as nginx does.
-
-    Args:
-        send: the scope's own send (Hypercorn's HTTPStream or WSStream).
-
-    Returns:
-        False when ``send`` is not Hypercorn's or the answer has begun; the
-        client then gets Hypercorn's 500 with Connection: close.
-    """
-    stream = getattr(send, "__self__", None)
-    closed: ASGIHTTPState | ASGIWebsocketState
-    if isinstance(stream, HTTPStream) and stream.state is ASGIHTTPState.REQUEST:
-        closed = ASGIHTTPState.CLOSED
-    elif isinstance(stream, WSStream) and stream.state is ASGIWebsocketState.HANDSHAKE:
-        closed = ASGIWebsocketState.HTTPCLOSED
-    else:
-        return False
-    protocol = getattr(stream.send, "__self__", None)
-    if isinstance(protocol, H2Protocol):
-        protocol.connection.reset_stream(stream.stream_id, error_code=h2.errors.ErrorCodes.INTERNAL_ERROR)
-        await protocol._flush()
-    stream.state = closed  # type: ignore[assignment]
-    return True
+    @err_status.setter
+    def err_status(self, status: int) -> None:
+        self.send.err_status = status
 
 
 # Control characters cannot go into a header field (h11 refuses them).
@@ -588,7 +540,7 @@ def _context(req: Request) -> dict[str, str]:
     return {
         "client": req.remote_addr,
         "server": req.server.server_names[0] if req.server is not None and req.server.server_names else "",
-        "request": f"{req.method} {req.request_uri} {req.protocol}",
+        "request": req.request_line,
         "host": req.header_map.get("host", ""),
     }
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pyngx.config.model import LocationConf, ServerConf
     from pyngx.config.values import ProxyPass
-    from pyngx.tls import TLSInfo
+    from pyngx.listener import TLSInfo
 
 
 class Request:
@@ -56,7 +56,7 @@ class Request:
     """
 
     __slots__ = (
-        "method", "request_uri", "uri", "args", "headers", "header_map", "scheme", "protocol",
+        "method", "request_uri", "uri", "args", "headers", "header_map", "scheme", "protocol", "request_line",
         "remote_addr", "remote_port", "server_addr", "server_port", "host", "server", "location",
         "captures", "variables", "proxy", "start", "status", "body_bytes_sent",
         "upstream_addr", "upstream_status", "upstream_response_time", "upstream_connect_time", "request_id",
@@ -77,6 +77,8 @@ class Request:
         local: tuple[str, int] | None,
     ) -> None:
         self.method = method
+        #: ``$request``: the request line as received (an error_page's GET does not change it).
+        self.request_line = f"{method} {request_uri} {protocol}"
         self.request_uri = request_uri
         self.uri = uri
         self.args = args

@@ -3,8 +3,10 @@
 Owns: opening ``listen`` sockets (with nginx's bind error text), one
 Hypercorn ``worker_serve`` per listen socket (so that a reload can open
 new addresses and drain removed ones while unchanged ones keep their
-sockets), the signal handlers, config reload (SIGHUP and file watching),
-the pid file and its lock, systemd notification, and ``daemon on``.
+sockets), or a ``pyngx.listener.Listener`` for a TLS or h2c address (its
+plan from ``pyngx.tls.build``, renewed on reload), the signal handlers,
+config reload (SIGHUP and file watching), the pid file and its lock,
+systemd notification, and ``daemon on``.
 
 Signals, as nginx: TERM/INT fast stop, QUIT graceful stop (in-flight
 requests and WebSockets finish, up to ``worker_shutdown_timeout``), HUP
@@ -38,6 +40,7 @@ from hypercorn.config import Sockets
 from hypercorn.utils import wrap_app
 
 from pyngx import log as pyngx_log
+from pyngx import listener as tls_listener
 from pyngx import notify, tls
 from pyngx.app import App
 from pyngx.proxy import websocket
@@ -238,7 +241,7 @@ class _Listener:
     stop: asyncio.Event
     task: asyncio.Task[None]
     #: pyngx's own listener (TLS, h2c), else None: Hypercorn's worker_serve.
-    own: tls.Listener | None = None
+    own: tls_listener.Listener | None = None
 
 
 class Server:
@@ -354,8 +357,8 @@ class Server:
     def start_listener(self, addr: Address, sock: socket.socket) -> None:
         stop = asyncio.Event()
         plan = self.tls_plans.get(addr)
-        if plan is not None:  # TLS or h2c: pyngx's own accept loop (pyngx.tls)
-            own = tls.Listener(self.asgi, self.hc, plan)
+        if plan is not None:  # TLS or h2c: pyngx's own accept loop (pyngx.listener)
+            own = tls_listener.Listener(self.asgi, self.hc, plan)
             task = asyncio.get_running_loop().create_task(own.serve(sock, stop.wait))
             self.listeners[addr] = _Listener(sock, stop, task, own)
             return

@@ -1,4 +1,4 @@
-"""TLS termination and HTTP/2 for clients, as nginx configures them.
+"""TLS for clients, as nginx configures it: certificates, SNI, ALPN, mutual TLS.
 
 Owns:
 
@@ -11,33 +11,26 @@ Owns:
 - ``build``: a ``ListenPlan`` for each listen address that needs more than
   Hypercorn's plain HTTP/1.1: a TLS address (``listen ... ssl``) or a plain
   one with HTTP/2 (``listen ... http2`` or the default server's
-  ``http2 on``);
-- ``Listener``: pyngx's own accept loop for those addresses (Hypercorn's
-  ``worker_serve`` serves the others): the TLS handshake, its failures
-  logged at info with the client's address, the connection's TLS facts
-  (``TLSInfo``) put into every request's ASGI scope for the ``$ssl_*``
-  variables, then Hypercorn's ``TCPServer`` speaks HTTP/1.1 or HTTP/2;
-- the h2c rules for Hypercorn's HTTP/1.1 protocol (see ``_h2c_policy``);
-- nginx's 400 answer when ``ssl_verify_client on`` gets no certificate.
+  ``http2 on``). listener.py serves those addresses, and holds what
+  happens per connection (``TLSInfo`` for the ``$ssl_*`` variables,
+  nginx's 400 for ``ssl_verify_client on`` without a certificate).
 
 How a TLS address works::
 
-    accept -> plan = the listener's current ListenPlan
-           -> handshake with plan.context (the dispatcher: versions, ciphers,
-              options and client-certificate request of the default server)
-                 SNI callback (also without SNI): server = server_name lookup
-                 as nginx does (routing.ServerGroup.find), else the default;
-                 switch the connection to that server's SSLContext
-                 (its certificate, client CAs, ALPN "h2"+"http/1.1" where
-                 http2 is on, else "http/1.1")
-           -> Hypercorn: ALPN "h2" -> HTTP/2, else HTTP/1.1
+    accept (listener.py) -> plan = the listener's current ListenPlan
+      -> handshake with plan.context, the dispatcher: versions, ciphers,
+         options and client-certificate request of the default server
+           SNI callback (also without SNI): server = server_name lookup as
+           nginx does (routing.ServerGroup.find), else the default server;
+           switch the connection to that server's SSLContext (its
+           certificate, client CAs, ALPN "h2" + "http/1.1" where http2 is
+           on, else "http/1.1")
+      -> Hypercorn: ALPN "h2" -> HTTP/2, else HTTP/1.1
 
-Reload: a new config gives new plans that ``Listener.update`` swaps in with
-one assignment. Each connection takes the plan current when it is
-accepted, so a rotated certificate is served to new connections at once
-while open connections keep theirs; the listen socket stays open. A
-listener that changes kind (plain HTTP/1.1 <-> TLS or h2c) is restarted on
-the same socket by server.py.
+Reload: a new config gives new plans (the files are read again), which the
+listeners take for the connections they accept from then on, so a rotated
+certificate is served to new connections at once while open connections
+keep theirs; the listen socket stays open.
 
 Differs from nginx: OpenSSL takes protocol versions, options and the
 client-certificate request from the context a handshake starts with (the
@@ -48,9 +41,9 @@ plain HTTP request on a TLS address fails the handshake and the
 connection closes (nginx answers 400 "The plain HTTP request was sent to
 HTTPS port"). See the ``ssl_*`` rows of the directive table for the rest.
 
-Input: a ``Config``; sockets and the ASGI app from server.py.
-Output: ``ListenPlan`` per address, ``Listener`` tasks, ``TLSInfo`` per connection.
-Must not: route or proxy requests (app.py), or parse config (config/).
+Input: a ``Config``. Output: ``Plans``.
+Must not: import asyncio or Hypercorn (build.load calls ``check``), accept
+connections (listener.py), route or proxy requests.
 
 Source: nginx docs: ngx_http_ssl_module, ngx_http_v2_module, "Configuring
 HTTPS servers"; src/http/modules/ngx_http_ssl_module.c
@@ -60,36 +53,21 @@ HTTPS servers"; src/http/modules/ngx_http_ssl_module.c
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
-import socket
 import ssl
 import warnings
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hypercorn.asyncio.lifespan import Lifespan
-from hypercorn.asyncio.tcp_server import TCPServer
-from hypercorn.asyncio.worker_context import WorkerContext
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.protocol.h11 import H2ProtocolAssumedError, H11Protocol
-from hypercorn.typing import AppWrapper
-
-from pyngx import log as pyngx_log
 from pyngx.config.model import Config, FileRef, ServerConf, SSLConf
 from pyngx.errors import ConfigError
 from pyngx.routing import RouteTable, ServerGroup, parse_host
 
 Address = tuple[str, int]
 
-#: The key of the ASGI scope's "extensions" that holds a connection's ``TLSInfo``.
-SCOPE_KEY = "pyngx.tls"
-#: nginx's http2_max_concurrent_streams default.
-H2_MAX_STREAMS = 128
 ALPN_H2 = ("h2", "http/1.1")
 ALPN_H1 = ("http/1.1",)
 
@@ -279,7 +257,7 @@ class _Loader:
         if encrypted:
             raise ConfigError(f'cannot load certificate key "{key.path}": PEM_read_bio_PrivateKey() failed '
                               "(SSL: bad decrypt: no passphrase in the ssl_password_file opens it)", key.file, key.line)
-        raise ConfigError(f'cannot load certificate "{cert.path}": {_ssl_reason(failure)}', cert.file, cert.line)
+        raise ConfigError(f'cannot load certificate "{cert.path}": {ssl_reason(failure)}', cert.file, cert.line)
 
     def context(self, srv: ServerConf, alpn: tuple[str, ...]) -> ssl.SSLContext:
         """The SSLContext of a server with certificates (one per distinct settings).
@@ -310,18 +288,18 @@ class _Loader:
             try:
                 ctx.load_verify_locations(cafile=self.path(ca))
             except ssl.SSLError as exc:
-                raise ConfigError(f'SSL_CTX_load_verify_locations("{ca.path}") failed ({_ssl_reason(exc)})',
+                raise ConfigError(f'SSL_CTX_load_verify_locations("{ca.path}") failed ({ssl_reason(exc)})',
                                   ca.file, ca.line) from None
         if conf.ssl_verify_client != "off":
             # Never CERT_REQUIRED: a client without a certificate finishes the
-            # handshake and gets nginx's 400 (see ``refusal``).
+            # handshake and gets nginx's 400 (listener.refusal).
             ctx.verify_mode = ssl.CERT_OPTIONAL
         ctx.set_alpn_protocols(list(alpn))
         self.contexts[(conf, alpn)] = ctx
         return ctx
 
 
-def _ssl_reason(exc: BaseException | None) -> str:
+def ssl_reason(exc: BaseException | None) -> str:
     """``SSL: key values mismatch`` from ``[X509: KEY_VALUES_MISMATCH] key values mismatch (_ssl.c:3926)``."""
     text = exc.args[1] if isinstance(exc, ssl.SSLError) and len(exc.args) > 1 else str(exc)
     text = re.sub(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(text))
@@ -436,251 +414,3 @@ def check(config: Config) -> tuple[str, ...]:
         ConfigError: as ``build``.
     """
     return build(config).warnings
-
-
-# --- connections --------------------------------------------------------------------
-
-# Long attribute names of getpeercert() -> RFC 2253 short names (OpenSSL's).
-_DN_NAMES = {
-    "commonName": "CN", "countryName": "C", "localityName": "L", "stateOrProvinceName": "ST",
-    "organizationName": "O", "organizationalUnitName": "OU", "streetAddress": "street",
-    "domainComponent": "DC", "userId": "UID", "surname": "SN", "givenName": "GN",
-}
-_DN_SPECIAL = re.compile(r'([,+"\\<>;])')
-
-
-def _dn_value(value: str) -> str:
-    out = _DN_SPECIAL.sub(r"\\\1", value)
-    if out[:1] in ("#", " "):
-        out = "\\" + out
-    if out.endswith(" ") and not out.endswith("\\ "):
-        out = out[:-1] + "\\ "
-    return out
-
-
-def rfc2253(name: Any) -> str:
-    """A getpeercert() subject or issuer as an RFC 2253 string ("CN=x,O=y"), last RDN first.
-
-    Source: nginx docs: ngx_http_ssl_module, $ssl_client_s_dn (RFC 2253 since 1.11.6).
-    """
-    return ",".join(
-        "+".join(f"{_DN_NAMES.get(k, k)}={_dn_value(v)}" for k, v in rdn) for rdn in reversed(name or ())
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class TLSInfo:
-    """A TLS connection's facts, for the ``$ssl_*`` variables and ``ssl_verify_client``.
-
-    Attributes:
-        protocol: "TLSv1.2", "TLSv1.3" ($ssl_protocol).
-        cipher: OpenSSL's cipher name ($ssl_cipher).
-        server_name: the SNI name, lower-cased, or "" ($ssl_server_name).
-        session_reused: "r" when the session was resumed, else "." ($ssl_session_reused).
-        client_verify: "SUCCESS" or "NONE" ($ssl_client_verify).
-        client_s_dn, client_i_dn: the client certificate's subject and issuer, RFC 2253.
-    """
-
-    protocol: str
-    cipher: str
-    server_name: str
-    session_reused: str
-    client_verify: str
-    client_s_dn: str
-    client_i_dn: str
-
-    @classmethod
-    def of(cls, conn: ssl.SSLObject) -> TLSInfo:
-        """Read the facts of a finished handshake.
-
-        A client certificate is only there when it verified (a failing one
-        ends the handshake), so its verdict is SUCCESS.
-        """
-        cipher = conn.cipher()
-        peer = conn.getpeercert()
-        return cls(
-            protocol=conn.version() or "",
-            cipher=cipher[0] if cipher else "",
-            server_name=getattr(conn, "pyngx_server_name", ""),
-            session_reused="r" if conn.session_reused else ".",
-            client_verify="SUCCESS" if peer else "NONE",
-            client_s_dn=rfc2253(peer.get("subject")) if peer else "",
-            client_i_dn=rfc2253(peer.get("issuer")) if peer else "",
-        )
-
-
-class ListenerConfig(HypercornConfig):
-    """Hypercorn's settings for one of pyngx's own listeners: the shared ones, plus HTTP/2's.
-
-    Args:
-        base: server.py's shared settings (copied; graceful_timeout is read from it at stop).
-        h2_prior_knowledge: accept the HTTP/2 preface on a plain connection.
-    """
-
-    def __init__(self, base: HypercornConfig, h2_prior_knowledge: bool) -> None:
-        self.__dict__.update(base.__dict__)
-        self.h2_prior_knowledge = h2_prior_knowledge
-        self.h2_max_concurrent_streams = H2_MAX_STREAMS
-
-
-class _WithTLS:
-    """The app of one TLS connection: each request's scope carries the connection's TLSInfo."""
-
-    __slots__ = ("app", "info")
-
-    def __init__(self, app: AppWrapper, info: TLSInfo) -> None:
-        self.app = app
-        self.info = info
-
-    async def __call__(self, scope: Any, receive: Any, send: Any, sync_spawn: Callable[..., Any],
-                       call_soon: Callable[..., Any]) -> None:
-        scope.setdefault("extensions", {})[SCOPE_KEY] = self.info
-        await self.app(scope, receive, send, sync_spawn, call_soon)
-
-
-def _handshake_failure(exc: BaseException) -> str:
-    """nginx's error-log words for a handshake that failed with ``exc``."""
-    if isinstance(exc, ssl.SSLError):
-        return f"SSL_do_handshake() failed ({_ssl_reason(exc)}) while SSL handshaking"
-    if isinstance(exc, TimeoutError) or "taking longer" in str(exc):
-        return "client timed out (110: Connection timed out) while SSL handshaking"
-    return "peer closed connection in SSL handshake while SSL handshaking"
-
-
-class Listener:
-    """Serves one listen socket whose address has a ``ListenPlan``.
-
-    Args:
-        app: the ASGI app, wrapped for Hypercorn (server.py's ``self.asgi``).
-        hc: server.py's shared Hypercorn settings (graceful_timeout changes at stop).
-        plan: the plan of the current config.
-    """
-
-    def __init__(self, app: AppWrapper, hc: HypercornConfig, plan: ListenPlan) -> None:
-        self.app = app
-        self.hc = hc
-        self.log = pyngx_log.get()
-        self.update(plan)
-
-    def update(self, plan: ListenPlan) -> None:
-        """Use ``plan`` for connections accepted from now on."""
-        self.plan = plan
-        self.config = ListenerConfig(self.hc, plan.h2c)
-
-    async def serve(self, sock: socket.socket, shutdown_trigger: Callable[[], Awaitable[Any]]) -> None:
-        """Accept and serve until ``shutdown_trigger`` returns, then drain as Hypercorn does.
-
-        On shutdown the socket is closed (new connections are refused), idle
-        keep-alive connections close, and busy ones get the shared
-        ``graceful_timeout`` to finish.
-        """
-        loop = asyncio.get_running_loop()
-        state: dict[str, Any] = {}
-        lifespan = Lifespan(self.app, self.hc, loop, state)
-        lifespan_task = loop.create_task(lifespan.handle_lifespan())
-        await lifespan.wait_for_startup()
-        context = WorkerContext(None)
-        connections: set[asyncio.Task[None]] = set()
-        acceptor = loop.create_task(self._accept(sock, context, state, connections))
-        try:
-            await shutdown_trigger()
-        finally:
-            acceptor.cancel()
-            await asyncio.gather(acceptor, return_exceptions=True)
-            sock.close()
-            await context.terminated.set()
-            if connections:
-                _, pending = await asyncio.wait(set(connections), timeout=self.hc.graceful_timeout)
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-            await lifespan.wait_for_shutdown()
-            lifespan_task.cancel()
-            await asyncio.gather(lifespan_task, return_exceptions=True)
-
-    async def _accept(self, sock: socket.socket, context: WorkerContext, state: dict[str, Any],
-                      connections: set[asyncio.Task[None]]) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                conn, addr = await loop.sock_accept(sock)
-            except OSError as exc:
-                # EMFILE and friends: say so and retry, as nginx does (it pauses accepting).
-                self.log.error("accept_failed", nginx_level="alert",
-                               reason=f"accept() failed ({exc.errno}: {exc.strerror})", server=self.plan.address)
-                await asyncio.sleep(0.5)
-                continue
-            task = loop.create_task(self._connection(conn, addr, context, state))
-            connections.add(task)
-            task.add_done_callback(connections.discard)
-
-    async def _connection(self, conn: socket.socket, addr: Any, context: WorkerContext, state: dict[str, Any]) -> None:
-        """One connection: the TLS handshake (if any) with the plan current now, then HTTP."""
-        plan, config = self.plan, self.config
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=2**16, loop=loop)
-        writers: list[asyncio.StreamWriter] = []
-        protocol = asyncio.StreamReaderProtocol(reader, lambda r, w: writers.append(w), loop=loop)
-        try:
-            await loop.connect_accepted_socket(
-                lambda: protocol, conn, ssl=plan.context,
-                ssl_handshake_timeout=self.hc.ssl_handshake_timeout if plan.context is not None else None,
-            )
-        except OSError as exc:  # ssl.SSLError, resets and the handshake timeout are all OSErrors
-            client = addr[0] if isinstance(addr, tuple) else str(addr)
-            self.log.info("ssl_handshake_failed", reason=_handshake_failure(exc), client=client, server=plan.address)
-            if conn.fileno() != -1:
-                conn.close()
-            return
-        if not writers:  # closed before connection_made
-            return
-        writer = writers[0]
-        tls = writer.get_extra_info("ssl_object")
-        app: AppWrapper = self.app if tls is None else _WithTLS(self.app, TLSInfo.of(tls))
-        await TCPServer(app, loop, config, context, state, reader, writer)
-
-
-# --- HTTP ---------------------------------------------------------------------------
-
-
-async def _h2c_policy(self: H11Protocol, event: Any) -> None:
-    """Hypercorn's HTTP/1.1 protocol switch, with nginx's rules.
-
-    nginx never answers ``Upgrade: h2c`` (the request is served as
-    HTTP/1.1), and takes the HTTP/2 preface (``PRI * HTTP/2.0``) on a plain
-    connection only where HTTP/2 is on (``ListenerConfig.h2_prior_knowledge``).
-    Hypercorn would do both everywhere.
-
-    Source: nginx src/http/ngx_http_request.c, ngx_http_wait_request_handler
-    (NGX_HTTP_V2_PREFACE).
-    """
-    if (getattr(self.config, "h2_prior_knowledge", False) and event.method == b"PRI" and event.target == b"*"
-            and event.http_version == b"2.0"):
-        raise H2ProtocolAssumedError(b"PRI * HTTP/2.0\r\n\r\n" + self.connection.trailing_data[0])
-
-
-H11Protocol._check_protocol = _h2c_policy  # type: ignore[method-assign]
-
-
-def _page(reason: str, tokens: bool) -> bytes:
-    from pyngx.responses import server_header
-
-    sign = server_header(tokens).decode()
-    return (f"<html>\r\n<head><title>400 {reason}</title></head>\r\n<body>\r\n"
-            f"<center><h1>400 Bad Request</h1></center>\r\n<center>{reason}</center>\r\n"
-            f"<hr><center>{sign}</center>\r\n</body>\r\n</html>\r\n").encode()
-
-
-def refusal(info: TLSInfo | None, srv: ServerConf) -> bytes | None:
-    """nginx's 400 page when ``ssl_verify_client on`` got no client certificate, else None.
-
-    Args:
-        info: the request's connection facts (None: not TLS).
-        srv: the server that takes the request.
-
-    Source: nginx src/http/ngx_http_request.c, ngx_http_process_request
-    (NGX_HTTPS_NO_CERT, 496); ngx_http_special_response.c (its page).
-    """
-    if info is None or srv.ssl.ssl_verify_client != "on" or info.client_verify == "SUCCESS":
-        return None
-    return _page("No required SSL certificate was sent", srv.conf.server_tokens)

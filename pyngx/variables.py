@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from http.cookies import SimpleCookie
 from types import MappingProxyType
-from urllib.parse import parse_qsl
 
 from pyngx import __version__
 from pyngx.errors import ConfigValueError
@@ -49,7 +48,7 @@ def _time_iso8601(r: Request) -> str:
 
 
 def _request_line(r: Request) -> str:
-    return f"{r.method} {r.request_uri} {r.protocol}"
+    return r.request_line
 
 
 def _server_name(r: Request) -> str:
@@ -127,9 +126,13 @@ VARIABLES: dict[str, Getter] = {
 
 
 def _arg(name: str) -> Getter:
+    # nginx's $arg_NAME is the raw value, not %-decoded; names compare caselessly.
+    low = name.lower()
+
     def get(r: Request) -> str:
-        for k, v in parse_qsl(r.args, keep_blank_values=True):
-            if k == name:
+        for pair in r.args.split("&"):
+            k, _, v = pair.partition("=")
+            if k.lower() == low:
                 return v
         return ""
 
@@ -212,7 +215,7 @@ def declaring(getters: Mapping[str, Getter]) -> Iterator[None]:
     nginx declares the variables of ``set``, ``map`` and named regex
     captures for the whole config, so a template may name one that is
     declared further down; build.py finds them all first
-    (``pyngx.rewrite.Declared``) and compiles templates inside this block.
+    (``pyngx.maps.Declared``) and compiles templates inside this block.
 
     Args:
         getters: name (without "$") -> getter.

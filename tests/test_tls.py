@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives import serialization
 
 from pyngx.config import load
 from pyngx.config.values import parse_listen
-from pyngx.tls import rfc2253, validity
+from pyngx.listener import rfc2253
+from pyngx.tls import validity
 from tests.conftest import ROOT, Pyngx, free_port, nginx_binary, pyngx_cmd, start_backend, wait_for
 
 # --- certificates -------------------------------------------------------------------
@@ -170,6 +171,27 @@ class TestHTTPS:
         # SNI b.test but Host a.test: the certificate follows SNI, the request follows Host, as nginx.
         _, body, cert = https(port, sni="b.test", ctx=ctx, headers={"Host": "a.test"})
         assert cert == der(pki.dir / "b.crt") and body.startswith("a|")
+
+    def test_session_resumption(self, run_pyngx: Callable[..., Pyngx], pki: PKI) -> None:
+        """A client that offers its last session resumes it, with TLS 1.3 and 1.2 ($ssl_session_reused "r")."""
+        port = free_port()
+        run_pyngx(f"""http {{ access_log off; server {{ listen 127.0.0.1:{port} ssl; server_name a.test;
+            ssl_certificate {pki.dir}/a.crt; ssl_certificate_key {pki.dir}/a.key;
+            location / {{ return 200 "$ssl_session_reused"; }} }} }}""", port=port)
+        for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+            ctx = pki.client_context()
+            ctx.maximum_version = version
+            seen, session = [], None
+            for _ in range(2):
+                sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                       server_hostname="a.test", session=session)
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.sock = sock
+                conn.request("GET", "/", headers={"Host": "a.test"})
+                seen.append(conn.getresponse().read().decode())
+                session = sock.session  # TLS 1.3 tickets arrive with the first answer
+                conn.close()
+            assert seen == [".", "r"], version
 
     def test_http_redirect_to_https(self, run_pyngx: Callable[..., Pyngx], pki: PKI) -> None:
         """``return 301 https://$host$request_uri;`` on the plain port sends clients to the TLS server."""

@@ -26,6 +26,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from pyngx.config.directives import (
@@ -48,7 +49,9 @@ from pyngx.config.model import AccessLog, Config, ErrorLog, HttpConf, LocationCo
 from pyngx.config.parse import Directive, Parsed, parse, parse_string
 from pyngx.config.values import Listen, ProxyPass, compile_regex, compile_server_regex
 from pyngx.errors import ConfigError, ConfigValueError
-from pyngx.rewrite import Condition, Declared, IfOp, Op, build_map, parse_condition
+# Module imports: pyngx.maps and pyngx.rewrite import pyngx.config.values,
+# which imports this package first.
+from pyngx import maps, rewrite
 from pyngx.variables import Template, declaring
 
 _MODIFIERS = ("=", "^~", "~*", "~")
@@ -148,7 +151,7 @@ def build(parsed: Parsed, path: Path) -> Config:
     """
     # set, map and named captures declare variables for the whole config,
     # wherever they are (nginx): find them before compiling any template.
-    declared = Declared(parsed.directives)
+    declared = maps.Declared(parsed.directives)
     builder = _Builder(declared)
     root = _Scope(MAIN, None)
     with declaring(declared.getters):
@@ -173,9 +176,9 @@ def build(parsed: Parsed, path: Path) -> Config:
 
 
 class _Builder:
-    def __init__(self, declared: Declared | None = None) -> None:
+    def __init__(self, declared: maps.Declared | None = None) -> None:
         #: The config's set/map/capture variables; map blocks are added as they are built.
-        self.declared = declared if declared is not None else Declared(())
+        self.declared = declared if declared is not None else maps.Declared(())
         self.warnings: list[str] = []
         self.addresses: dict[tuple[str, int], _Address] = {}
 
@@ -248,7 +251,7 @@ class _Builder:
         Source: nginx src/http/modules/ngx_http_rewrite_module.c, ngx_http_rewrite_if.
         """
         try:
-            condition = parse_condition(d.args)
+            condition = rewrite.parse_condition(d.args)
         except ConfigValueError as exc:
             raise ConfigError(exc.message, d.file, d.line) from None
         child = _Scope(LIF if scope.ctx == LOCATION else SIF, d, scope)
@@ -260,16 +263,38 @@ class _Builder:
 
     def map_block(self, d: Directive, scope: _Scope) -> None:
         """``map string $variable { ... }``: compiled now, found by the
-        variable's getter (pyngx.rewrite.Declared)."""
-        name, compiled = build_map(d)
+        variable's getter (pyngx.maps.Declared)."""
+        name, compiled = maps.build_map(d)
         self.declared.maps[name] = compiled
 
-    def script(self, ops: tuple[Any, ...], values: dict[str, Any], scope: _Scope) -> tuple[Op, ...]:
+    def types_block(self, d: Directive, scope: _Scope) -> None:
+        """``types { type extension ...; ... }``: lower-cased extension ->
+        type. A second block in the same level adds to the first; an
+        extension given again takes the later type, with nginx's [warn].
+
+        Raises:
+            ConfigError: a block inside (``unexpected "{"``).
+
+        Source: nginx src/http/ngx_http_core_module.c, ngx_http_core_types, ngx_http_core_type.
+        """
+        types = dict(scope.values.get("types") or {})
+        for entry in d.block or ():
+            if entry.block is not None:
+                raise ConfigError('unexpected "{"', entry.file, entry.line)
+            for ext in entry.args:
+                ext = ext.lower()
+                if ext in types:
+                    self.warnings.append(f'duplicate extension "{ext}", content type: "{entry.name}", previous '
+                                         f'content type: "{types[ext]}" in {entry.file}:{entry.line}')
+                types[ext] = entry.name
+        scope.values["types"] = MappingProxyType(types)
+
+    def script(self, ops: tuple[Any, ...], values: dict[str, Any], scope: _Scope) -> tuple[rewrite.Op, ...]:
         """A level's script with each ``if`` resolved: its body, and in a
         location its conf, which is the location's values (its own
         proxy_pass included, as nginx's if-location inherits the handler)
         with the block's on top."""
-        out: list[Op] = []
+        out: list[rewrite.Op] = []
         for op in ops:
             if not isinstance(op, _PendingIf):
                 out.append(op)
@@ -279,7 +304,7 @@ class _Builder:
             if op.scope.ctx == LIF:
                 own = {k: v for k, v in op.scope.values.items() if k in _LOC_FIELD_NAMES}
                 conf = self.location(op.scope, {**values, **own, "script": ()}, scope.modifier, scope.name)
-            out.append(IfOp(op.condition, body, conf))
+            out.append(rewrite.IfOp(op.condition, body, conf))
         return tuple(out)
 
     def location_args(self, d: Directive, child: _Scope, parent: _Scope) -> None:
@@ -516,6 +541,7 @@ _AFTER_SET: dict[str, Callable[[_Builder, Directive, _Scope, Any], None]] = {
 _BLOCK_HANDLERS: dict[str, Callable[[_Builder, Directive, _Scope], None]] = {
     "if": _Builder.if_block,
     "map": _Builder.map_block,
+    "types": _Builder.types_block,
 }
 
 
@@ -523,7 +549,7 @@ _BLOCK_HANDLERS: dict[str, Callable[[_Builder, Directive, _Scope], None]] = {
 class _PendingIf:
     """An ``if`` in a script while its level is being walked (see _Builder.script)."""
 
-    condition: Condition
+    condition: rewrite.Condition
     scope: _Scope
 
 

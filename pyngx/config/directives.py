@@ -30,6 +30,7 @@ from pyngx.config.values import (
     parse_size,
     parse_time,
 )
+from pyngx.config.model import DEFAULT_TYPES, DocRoot
 from pyngx.errors import ConfigValueError
 from pyngx.variables import Template
 
@@ -53,6 +54,8 @@ class SetterScope(Protocol):
     #: (``proxy_redirect default`` reads the proxy_pass before it).
     name: str
     values: dict[str, Any]
+    #: The location's modifier ("", "=", "^~", "~", "~*", "@"; "" outside locations).
+    modifier: str
 
     @property
     def captures(self) -> frozenset[str]: ...
@@ -246,7 +249,8 @@ def set_log_format(args: tuple[str, ...], old: Any, scope: SetterScope) -> dict[
             raise ConfigValueError(f'unknown log format escaping "{escape}"')
     if not rest:
         raise ConfigValueError('invalid number of arguments in "log_format" directive')
-    if name in formats or name in LOG_FORMATS:
+    # Only nginx's own "combined" is reserved; a user's format may replace pyngx's built-in "json".
+    if name in formats or name == "combined":
         raise ConfigValueError(f'duplicate "log_format" name "{name}"')
     text = "".join(rest)
     Template(text)  # unknown variables fail here, at load time
@@ -599,7 +603,7 @@ def set_break(args: tuple[str, ...], old: Any, scope: SetterScope) -> tuple[Any,
 
 def set_error_page(args: tuple[str, ...], old: Any, scope: SetterScope) -> tuple[Any, ...]:
     """Append ``error_page code ... [=[response]] uri`` (one ErrorPage per code)."""
-    from pyngx.rewrite import parse_error_page
+    from pyngx.special import parse_error_page
 
     return (*(old or ()), *parse_error_page(args, scope.captures))
 
@@ -627,6 +631,87 @@ def set_real_ip_header(args: tuple[str, ...], old: Any, scope: SetterScope) -> s
     if args[0] == "proxy_protocol":
         raise ConfigValueError('"real_ip_header proxy_protocol" is not supported by pyngx')
     return args[0]
+
+
+# --- static file setters -- nginx: ngx_http_core_module, ngx_http_index_module, ngx_http_autoindex_module ---
+
+
+def set_root(alias: bool) -> Setter:
+    """Setter for ``root path`` / ``alias path`` (one slot, as in nginx).
+
+    Raises:
+        ConfigValueError: root and alias in one block (``"alias" directive is
+            duplicate, "root" directive was specified earlier``), alias in a
+            named location, $document_root or $realpath_root in the path.
+
+    Source: nginx src/http/ngx_http_core_module.c, ngx_http_core_root.
+    """
+    from pyngx.config.model import DocRoot
+
+    name = "alias" if alias else "root"
+
+    def setter(args: tuple[str, ...], old: Any, scope: SetterScope) -> Any:
+        if old is not None:  # the other one of the two: the same one is "is duplicate" already
+            other = "alias" if old.alias else "root"
+            raise ConfigValueError(f'"{name}" directive is duplicate, "{other}" directive was specified earlier')
+        if alias and scope.modifier == "@":
+            raise ConfigValueError('the "alias" directive cannot be used inside the named location')
+        path = args[0]
+        for var in ("document_root", "realpath_root"):
+            if f"${var}" in path or f"${{{var}}}" in path:
+                raise ConfigValueError(f'the ${var} variable cannot be used in the "{name}" directive')
+        strip = 0
+        if alias:
+            strip = -1 if scope.modifier in ("~", "~*") else len(scope.name)
+        return DocRoot(Template(path, scope.captures), alias, strip)
+
+    return setter
+
+
+def set_index(args: tuple[str, ...], old: Any, scope: SetterScope) -> tuple[Template, ...]:
+    """Append ``index file ...`` names (ngx_http_index_module; repeats add up).
+
+    Raises:
+        ConfigValueError: an empty name (nginx's message names the first argument).
+    """
+    if any(a == "" for a in args):
+        raise ConfigValueError(f'index "{args[0]}" in "index" directive is invalid')
+    return (*(old or ()), *(Template(a, scope.captures) for a in args))
+
+
+def set_try_files(args: tuple[str, ...], old: Any, scope: SetterScope) -> Any:
+    """``try_files file ... uri; try_files file ... =code;`` (ngx_http_core_module).
+
+    Raises:
+        ConfigValueError: ``invalid code "=X"``.
+    """
+    from pyngx.config.model import TryFiles
+
+    files = []
+    for a in args[:-1]:
+        test_dir = a.endswith("/")
+        files.append((Template(a[:-1] if test_dir else a, scope.captures), test_dir))
+    last, code = args[-1], None
+    if last.startswith("=") and "$" not in last:
+        if not last[1:].isdigit() or int(last[1:]) > 999:
+            raise ConfigValueError(f'invalid code "{last}"')
+        code = int(last[1:]) or None  # nginx: "=0" is a URI
+    return TryFiles(tuple(files), Template(last, scope.captures), code)
+
+
+def set_enum(values: tuple[str, ...]) -> Setter:
+    """Setter for ``NAME value`` where the value is one of ``values``.
+
+    Raises:
+        ConfigValueError: ``invalid value "X"`` (nginx: ngx_conf_set_enum_slot).
+    """
+
+    def setter(args: tuple[str, ...], old: Any, scope: SetterScope) -> str:
+        if args[0] not in values:
+            raise ConfigValueError(f'invalid value "{args[0]}"')
+        return args[0]
+
+    return setter
 
 
 def _spec(name: str, contexts: frozenset[str] | set[str], arity: tuple[int, int | None], syntax: str, **kw: Any) -> DirectiveSpec:
@@ -725,7 +810,9 @@ _ROWS: list[DirectiveSpec] = [
     _spec("proxy_read_timeout", HSL, (1, 1), "proxy_read_timeout time;", default=60.0, default_doc="60s",
           setter=set_time("proxy_read_timeout"), source="ngx_http_proxy_module"),
     _spec("proxy_send_timeout", HSL, (1, 1), "proxy_send_timeout time;", default=60.0, default_doc="60s",
-          setter=set_time("proxy_send_timeout"), source="ngx_http_proxy_module"),
+          setter=set_time("proxy_send_timeout"), source="ngx_http_proxy_module",
+          differs="Timed per chunk of a streamed request body; a body of at most 64k, read first, goes up in "
+          "one write that is not timed."),
     _spec("proxy_http_version", HSL, (1, 1), "proxy_http_version 1.0 | 1.1;", default="1.1", default_doc="1.0",
           setter=set_http_version, source="ngx_http_proxy_module",
           differs="Default 1.1 with pooled keep-alive connections (nginx: 1.0, Connection: close)."),
@@ -764,6 +851,12 @@ _ROWS: list[DirectiveSpec] = [
     _spec("map", {HTTP}, (2, 2), "map string $variable { ... }", block=True, multi=True, level=MAIN,
           source="ngx_http_map_module",
           differs="Regexes are Python's re with PCRE spellings translated; map_hash_* sizes are not needed."),
+    _spec("map_hash_max_size", {HTTP}, (1, 1), "map_hash_max_size size;", default=2048, default_doc="2048",
+          setter=set_num("map_hash_max_size"), level=HTTP, source="ngx_http_map_module",
+          differs="Accepted and checked; pyngx's maps need no hash sizing."),
+    _spec("map_hash_bucket_size", {HTTP}, (1, 1), "map_hash_bucket_size size;", default=64,
+          default_doc="32|64|128", setter=set_num("map_hash_bucket_size"), level=HTTP,
+          source="ngx_http_map_module", differs="Accepted and checked; pyngx's maps need no hash sizing."),
     # core -- nginx: ngx_http_core_module
     _spec("error_page", {HTTP, SERVER, LOCATION, LIF}, (2, None), "error_page code ... [=[response]] uri;",
           default=(), setter=set_error_page, multi=True),
@@ -786,7 +879,7 @@ _ROWS: list[DirectiveSpec] = [
     _spec("real_ip_recursive", HSL, (1, 1), "real_ip_recursive on | off;", default=False, default_doc="off",
           setter=set_flag("real_ip_recursive"), source="ngx_http_realip_module"),
     # -- proxy header/body rows (add_header, proxy_hide_header, proxy_redirect, client_max_body_size, ...) --
-    _spec("add_header", HSL, (2, 3), "add_header name value [always];", default=(), setter=set_add_header,
+    _spec("add_header", HSL | {LIF}, (2, 3), "add_header name value [always];", default=(), setter=set_add_header,
           multi=True, source="ngx_http_headers_module"),
     _spec("proxy_hide_header", HSL, (1, 1), "proxy_hide_header field;", default=(), setter=set_field_name,
           multi=True, source="ngx_http_proxy_module"),
@@ -825,7 +918,9 @@ _ROWS: list[DirectiveSpec] = [
     _spec("proxy_method", HSL, (1, 1), "proxy_method method;", default=None, setter=set_template,
           source="ngx_http_proxy_module"),
     _spec("proxy_ssl_verify", HSL, (1, 1), "proxy_ssl_verify on | off;", default=False, default_doc="off",
-          setter=set_flag("proxy_ssl_verify"), source="ngx_http_proxy_module"),
+          setter=set_flag("proxy_ssl_verify"), source="ngx_http_proxy_module",
+          differs="With verification on, the name checked (proxy_ssl_name) is also sent as SNI, whatever "
+          "proxy_ssl_server_name says: Python's ssl module ties the two."),
     _spec("proxy_ssl_server_name", HSL, (1, 1), "proxy_ssl_server_name on | off;", default=False,
           default_doc="off", setter=set_flag("proxy_ssl_server_name"), source="ngx_http_proxy_module"),
     _spec("proxy_ssl_name", HSL, (1, 1), "proxy_ssl_name name;", default=None, default_doc="$proxy_host",
@@ -855,6 +950,54 @@ _ROWS: list[DirectiveSpec] = [
           "server or location value only counts when it is 0 (the response then closes the connection). "
           "header_timeout gives responses a \"Keep-Alive: timeout=N\" field, as in nginx."),
     # -- static file rows (root, alias, index, try_files, autoindex, types, default_type) --
+    # (default_type is with the http core rows above.) Served by pyngx.static.
+    _spec("root", {HTTP, SERVER, LOCATION, LIF}, (1, 1), "root path;", default=DocRoot(Template("html")),
+          default_doc="html", setter=set_root(alias=False), store="root",
+          differs="A relative path (and the default, html) is taken relative to the main config file's "
+          "directory (nginx: the -p prefix). Symbolic links are followed, as with nginx's default "
+          "disable_symlinks off; a file name that a rewritten URI or a capture would take outside the root "
+          "(a \"..\" segment) gets 404."),
+    _spec("alias", {LOCATION}, (1, 1), "alias path;", default=DocRoot(Template("html")), setter=set_root(alias=True),
+          store="root",
+          differs="A relative path is taken relative to the main config file's directory. A file name that "
+          "the URI would take outside the alias (the \"location /img { alias /data/img/; }\" and "
+          "\"/img../x\" case, where nginx serves /data/x) gets 404."),
+    _spec("index", HSL, (1, None), "index file ...;", default=(Template("index.html"),), default_doc="index.html",
+          setter=set_index, multi=True, source="ngx_http_index_module",
+          differs='No warning for an absolute name that is not the last ("only the last index ... should be '
+          'absolute").'),
+    _spec("try_files", {SERVER, LOCATION}, (2, None), "try_files file ... uri; try_files file ... =code;",
+          default=None, setter=set_try_files, inherit=False),
+    _spec("types", HSL, (0, 0), "types { ... }", block=True, multi=True, default=DEFAULT_TYPES,
+          default_doc="text/html html; image/gif gif; image/jpeg jpg;",
+          differs='"include mime.types" reads pyngx\'s copy of nginx\'s mime.types when the config\'s '
+          "directory has none."),
+    _spec("types_hash_max_size", HSL, (1, 1), "types_hash_max_size size;", default=1024, default_doc="1024",
+          setter=set_num("types_hash_max_size"), level=HTTP,
+          differs="Accepted and checked; pyngx's types need no hash sizing."),
+    _spec("types_hash_bucket_size", HSL, (1, 1), "types_hash_bucket_size size;", default=64, default_doc="64",
+          setter=set_num("types_hash_bucket_size"), level=HTTP,
+          differs="Accepted and checked; pyngx's types need no hash sizing."),
+    _spec("etag", HSL, (1, 1), "etag on | off;", default=True, default_doc="on", setter=set_flag("etag")),
+    _spec("if_modified_since", HSL, (1, 1), "if_modified_since off | exact | before;", default="exact",
+          default_doc="exact", setter=set_enum(("off", "exact", "before"))),
+    _spec("max_ranges", HSL, (1, 1), "max_ranges number;", default=None, setter=set_num("max_ranges")),
+    _spec("log_not_found", HSL, (1, 1), "log_not_found on | off;", default=True, default_doc="on",
+          setter=set_flag("log_not_found")),
+    _spec("sendfile", {HTTP, SERVER, LOCATION, LIF}, (1, 1), "sendfile on | off;", default=False,
+          default_doc="off", setter=set_flag("sendfile"),
+          differs="Accepted; files are read in chunks by a thread pool and written by the server, so that "
+          "a slow disk never blocks the event loop, whatever the value."),
+    _spec("autoindex", HSL, (1, 1), "autoindex on | off;", default=False, default_doc="off",
+          setter=set_flag("autoindex"), source="ngx_http_autoindex_module",
+          differs="The listing is read whole before the answer starts (nginx starts it first), so an error "
+          "while reading the directory is a 500, not a cut answer."),
+    _spec("autoindex_exact_size", HSL, (1, 1), "autoindex_exact_size on | off;", default=True, default_doc="on",
+          setter=set_flag("autoindex_exact_size"), source="ngx_http_autoindex_module"),
+    _spec("autoindex_format", HSL, (1, 1), "autoindex_format html | xml | json | jsonp;", default="html",
+          default_doc="html", setter=set_enum(("html", "xml", "json", "jsonp")), source="ngx_http_autoindex_module"),
+    _spec("autoindex_localtime", HSL, (1, 1), "autoindex_localtime on | off;", default=False, default_doc="off",
+          setter=set_flag("autoindex_localtime"), source="ngx_http_autoindex_module"),
     # upstream -- nginx: ngx_http_upstream_module
     _spec("upstream", {HTTP}, (1, 1), "upstream name { ... }", block=True, multi=True, level=MAIN,
           source="ngx_http_upstream_module"),
@@ -916,13 +1059,13 @@ NGINX_DIRECTIVES: frozenset[str] = frozenset(
     working_directory env load_module lock_file master_process pcre_jit thread_pool timer_resolution
     ssl_engine debug_points worker_rlimit_core google_perftools_profiles
     use multi_accept accept_mutex accept_mutex_delay debug_connection worker_aio_requests
-    stream mail upstream geo split_clients types include open_log_file_cache
+    stream mail upstream geo split_clients include open_log_file_cache
     add_trailer
-    expires root alias index try_files autoindex autoindex_exact_size autoindex_format autoindex_localtime
+    expires
     client_body_buffer_size
     client_header_buffer_size large_client_header_buffers client_body_temp_path client_body_in_file_only
     client_body_in_single_buffer keepalive_requests keepalive_time keepalive_disable
-    send_timeout sendfile sendfile_max_chunk tcp_nopush tcp_nodelay types_hash_max_size types_hash_bucket_size
+    send_timeout sendfile_max_chunk tcp_nopush tcp_nodelay
     server_names_hash_max_size server_names_hash_bucket_size variables_hash_max_size variables_hash_bucket_size
     resolver resolver_timeout satisfy auth_basic auth_basic_user_file auth_request auth_request_set
     charset charset_types source_charset override_charset gzip gzip_types gzip_comp_level gzip_min_length
@@ -945,8 +1088,8 @@ NGINX_DIRECTIVES: frozenset[str] = frozenset(
     limit_req limit_req_zone limit_req_status limit_conn limit_conn_zone limit_conn_status limit_rate
     limit_rate_after limit_except
     server_name_in_redirect port_in_redirect absolute_redirect
-    msie_padding msie_refresh log_not_found log_subrequest merge_slashes underscores_in_headers
-    ignore_invalid_headers chunked_transfer_encoding etag if_modified_since max_ranges output_buffers
+    msie_padding msie_refresh log_subrequest merge_slashes underscores_in_headers
+    ignore_invalid_headers chunked_transfer_encoding output_buffers
     postpone_output reset_timedout_connection lingering_close lingering_time lingering_timeout
     open_file_cache open_file_cache_errors open_file_cache_min_uses open_file_cache_valid
     directio directio_alignment aio aio_write read_ahead disable_symlinks subrequest_output_buffer_size

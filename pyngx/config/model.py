@@ -15,8 +15,10 @@ Must not: parse text, do I/O, or hold runtime state (peers, sessions).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from pyngx.config.values import Listen, ProxyPass, UpstreamServer
@@ -24,7 +26,8 @@ from pyngx.variables import Template
 
 if TYPE_CHECKING:
     from pyngx.access import AccessRule, TrustedSource
-    from pyngx.rewrite import ErrorPage, Op
+    from pyngx.rewrite import Op
+    from pyngx.special import ErrorPage
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,49 @@ class RewriteRule:
     regex: re.Pattern[str] | None
     pattern: Template | None
     replacement: Template
+
+
+@dataclass(frozen=True, slots=True)
+class DocRoot:
+    """``root path`` or ``alias path``: where a location's files are. They
+    share one slot, as in nginx: a nested location inherits either.
+
+    Attributes:
+        path: the path as written, variables compiled; a relative one is
+            taken relative to the main config file's directory (pyngx.static).
+        alias: set by ``alias``: the location's name in the URI is replaced
+            by the path instead of being kept under it.
+        strip: for ``alias`` in a prefix or exact location, the length of
+            that location's name (the part of the URI the path replaces);
+            -1 for ``alias`` in a regex location, whose path is the whole
+            file name; 0 for ``root``.
+    """
+
+    path: Template
+    alias: bool = False
+    strip: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TryFiles:
+    """``try_files file ... uri | =code`` (nginx: ngx_http_core_module, try_files).
+
+    Attributes:
+        files: (name, directory) for each file to test, in order; a name
+            written with a trailing "/" tests for a directory, and is kept
+            without it, as nginx keeps it.
+        last: the last argument: a URI (internal redirect) or "@name".
+        code: the status of a last argument "=code", else None.
+    """
+
+    files: tuple[tuple[Template, bool], ...]
+    last: Template
+    code: int | None = None
+
+
+#: The types nginx knows when no ``types`` block is configured anywhere
+#: (ngx_http_core_module: ngx_http_core_default_types).
+DEFAULT_TYPES: Mapping[str, str] = MappingProxyType({"html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +231,27 @@ class LocationConf:
     #: (timeout, header timeout or None), seconds.
     keepalive_timeout: tuple[float, float | None] = (75.0, None)
     # -- static file fields (root, alias, index, try_files, autoindex, types) --
+    #: ``root`` / ``alias`` (nginx's default: root html).
+    root: DocRoot = DocRoot(Template("html"))
+    #: index file names in order; the last may be an absolute URI.
+    index: tuple[Template, ...] = (Template("index.html"),)
+    #: this level's try_files (never inherited, as in nginx), or None.
+    try_files: TryFiles | None = None
+    autoindex: bool = False
+    autoindex_exact_size: bool = True
+    #: "html", "xml", "json" or "jsonp".
+    autoindex_format: str = "html"
+    autoindex_localtime: bool = False
+    #: lower-cased file extension -> MIME type, of the innermost level with ``types``.
+    types: Mapping[str, str] = field(default_factory=lambda: DEFAULT_TYPES)
+    etag: bool = True
+    #: "off", "exact" or "before".
+    if_modified_since: str = "exact"
+    #: ranges a request may ask for (None: no limit; 0: ranges off).
+    max_ranges: int | None = None
+    log_not_found: bool = True
+    #: accepted; pyngx reads files in a thread either way (see sendfile).
+    sendfile: bool = False
     # -- ssl fields --
 
     @property

@@ -2,7 +2,9 @@
 
 Owns: the Lark grammar, turning Lark's errors into nginx's wording, quote
 and escape handling, and ``include`` (globs, relative to the directory of
-the main config file, as nginx resolves them against its conf prefix).
+the main config file, as nginx resolves them against its conf prefix;
+``include mime.types`` reads pyngx's copy of nginx's file, ``MIME_TYPES``,
+when that directory has none).
 
 Input: a path. Output: ``Parsed(directives, files)``.
 Must not: know any directive name other than ``include``, check contexts
@@ -26,6 +28,10 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from pyngx.errors import ConfigError
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
+
+#: nginx's mime.types, shipped with pyngx: ``include mime.types;`` reads it
+#: when the main config file's directory has no mime.types of its own.
+MIME_TYPES = Path(__file__).with_name("mime.types")
 
 #: include may nest this deep; deeper means a loop of includes.
 MAX_INCLUDE_DEPTH = 32
@@ -215,6 +221,9 @@ class _State:
             names = sorted(glob.glob(full))
         else:
             names = [full]
+            if pattern == MIME_TYPES.name and not os.path.exists(full):
+                # pyngx ships nginx's mime.types: "include mime.types;" needs no nginx.
+                names = [str(MIME_TYPES)]
         out: list[Directive] = []
         for name in names:
             if os.path.isdir(name) and glob.has_magic(full):

@@ -499,7 +499,9 @@ def compile_regex(pattern: str, caseless: bool) -> re.Pattern[str]:
     """
     py = _pcre_to_python(pattern)
     try:
-        return re.compile(py, re.IGNORECASE if caseless else 0)
+        # re.ASCII: nginx's PCRE runs without UTF mode, so case folding and
+        # \w, \d, \s cover ASCII only.
+        return re.compile(py, (re.IGNORECASE if caseless else 0) | re.ASCII)
     except re.error as exc:
         reason = next((pcre for msg, pcre in _PCRE_MESSAGES.items() if exc.msg.startswith(msg)), exc.msg)
         raise ConfigValueError(f'pcre2_compile() failed: {reason} in "{pattern}"') from None

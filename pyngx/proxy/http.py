@@ -248,6 +248,10 @@ async def _forever() -> None:
     await asyncio.get_running_loop().create_future()
 
 
+#: Seconds an exchange must last before a task watches for the client leaving.
+WATCH_DELAY = 0.25
+
+
 class _Watch:
     """Why the proxy task was stopped from outside it.
 
@@ -258,11 +262,12 @@ class _Watch:
     whatever it awaits (the upstream's answer, a send) stops at once.
     """
 
-    __slots__ = ("task", "watcher", "reason", "active")
+    __slots__ = ("task", "watcher", "timer", "reason", "active")
 
     def __init__(self) -> None:
         self.task = asyncio.current_task()
         self.watcher: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
         self.reason: str | None = None
         #: False once the last body byte is handed to the server: a
         #: disconnect after that is the normal end of the exchange.
@@ -273,8 +278,19 @@ class _Watch:
         return self.reason is not None
 
     def start(self, receive: Receive) -> None:
-        """Watch for the client going away once its body has been read."""
-        if self.watcher is None:
+        """Watch for the client going away once its body has been read.
+
+        The watching task starts only if the exchange lasts WATCH_DELAY:
+        most answers come sooner, and a task per request is the largest
+        single cost pyngx adds to a small request. A client that leaves
+        earlier is noticed when the delay ends.
+        """
+        if self.watcher is None and self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(WATCH_DELAY, self._spawn, receive)
+
+    def _spawn(self, receive: Receive) -> None:
+        self.timer = None
+        if self.active and self.reason is None:
             self.watcher = asyncio.get_running_loop().create_task(self._watch(receive))
 
     async def _watch(self, receive: Receive) -> None:
@@ -288,6 +304,9 @@ class _Watch:
             self.task.cancel()
 
     def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.watcher is not None and not self.watcher.done():
             self.watcher.cancel()
 
@@ -368,6 +387,11 @@ class _Body:
     async def read_all(self) -> bytes:
         """Read the whole body (limits applied)."""
         return b"".join([chunk async for chunk in self.chunks()])
+
+    async def discard(self) -> None:
+        """Read the whole body and drop it (limits applied)."""
+        async for _ in self.chunks():
+            pass
 
     async def drain(self) -> None:
         while not self.done:
@@ -524,11 +548,11 @@ async def proxy_http(
         if client_body:
             body = _Body(receive, watch, plan)
             if not plan.pass_body or plan.set_body is not None:
-                await body.read_all()  # read and dropped, as nginx reads it before it connects
+                await body.discard()  # as nginx reads it before it connects, and does not send it
             elif _small_body_length(req):
                 data = await body.read_all()
             else:
-                data = body.__aiter__()
+                data = body.__aiter__()  # streamed (see below: one per try)
         else:
             watch.start(receive)
         if plan.set_body is not None:
@@ -578,7 +602,8 @@ async def proxy_http(
                     method,
                     url,
                     headers=headers,
-                    data=data,
+                    # a fresh iterator per try: one a failed try began is done for
+                    data=body.__aiter__() if streamed and body is not None else data,
                     allow_redirects=False,
                     timeout=plan.timeout,
                     trace_request_ctx=connects,

@@ -112,7 +112,7 @@ from pyngx.errors import UpstreamError
 from pyngx.proxy.headers import response_headers
 from pyngx.proxy.http import _FAILURE_STATUSES, ProxyPlan, _context, _fail, _kind
 from pyngx.request import Request
-from pyngx.responses import send_error, server_header
+from pyngx.responses import http_date, send_error, server_header
 from pyngx.upstream.peers import Peer
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -253,6 +253,7 @@ def _accept_headers(raw: tuple[tuple[bytes, bytes], ...], tokens: bool) -> list[
         if not name.lower().startswith(b"sec-websocket-") and name.lower() != b"content-length"
     ]
     out.append((b"server", server_header(tokens)))
+    out.append((b"date", http_date()))
     return out
 
 

@@ -1,10 +1,16 @@
-"""Fixtures of the differential suite: one recording backend, daemon pairs per config.
+"""Fixtures of the differential suite: the backends, a document root, and ``differ``.
 
 ``recorder``: an aiohttp backend on 127.0.0.1 and on a UNIX socket that
 records, per request, the method, raw target, HTTP version, header fields in
 order, body and the socket it came in on. Query arguments steer its answer:
 ``status=N``, ``set_NAME=VALUE`` (a response field), ``sleep=S`` (answer after
-S seconds), ``chunked=1`` (no Content-Length), ``body=TEXT``.
+S seconds), ``chunked=1`` (no Content-Length), ``body=TEXT``, ``bytes=N``
+(a body of N bytes). A WebSocket
+handshake to a path under /ws is accepted (subprotocol "chat") and echoes
+text messages.
+
+``raw_backend``: a TCP backend that sends canned, often malformed, answers
+(RAW_ANSWERS). ``docroot``: files with fixed contents and mtimes (DOCROOT).
 
 ``differ``: ``differ(CONF)`` returns the ``Pair`` for a config text: one
 nginx and one pyngx run for the whole session and are reloaded with each
@@ -17,6 +23,7 @@ soon as pyngx accepts it).
 from __future__ import annotations
 
 import asyncio
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -65,10 +72,19 @@ async def _record(request: web.Request) -> web.StreamResponse:
         [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
         body.decode("latin-1"),
     ))
+    if request.headers.get("Upgrade", "").lower() == "websocket" and request.path.startswith("/ws"):
+        ws = web.WebSocketResponse(protocols=("chat",))
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == web.WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+        return ws
     q = request.query
     if "sleep" in q:
         await asyncio.sleep(float(q["sleep"]))
     text = q.get("body", f"{request.method} {request.raw_path}\n")
+    if "bytes" in q:
+        text = ("0123456789abcdef" * (int(q["bytes"]) // 16 + 1))[: int(q["bytes"])]
     status = int(q.get("status", "200"))
     if "chunked" in q:
         resp = web.StreamResponse(status=status)
@@ -166,8 +182,81 @@ def docroot() -> Path:
     return root
 
 
+#: What the raw backend sends, by the first segment of the request path. It
+#: reads the request head (not a body), sends the bytes, and closes.
+RAW_ANSWERS: dict[str, bytes] = {
+    "ok": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n",
+    "close-at-once": b"",
+    "garbage": b"HELLO THERE\r\n\r\n",
+    "http09": b"just a body\n",
+    "bad-status": b"HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n",
+    "no-length": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nbody until close\n",
+    "http10": b"HTTP/1.0 200 OK\r\n\r\nhttp/1.0 body\n",
+    "short-body": b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+    "two-lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+    "length-and-chunked": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          b"3\r\nabc\r\n0\r\n\r\n",
+    "bad-chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    "space-in-name": b"HTTP/1.1 200 OK\r\nX Bad: 1\r\nContent-Length: 2\r\n\r\nok",
+    "no-colon": b"HTTP/1.1 200 OK\r\nNoColon\r\nContent-Length: 2\r\n\r\nok",
+    "lf-only": b"HTTP/1.1 200 OK\nContent-Length: 2\nX-Lf: 1\n\nok",
+    "status-only": b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok",
+    "continue": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    "status-999": b"HTTP/1.1 999 Weird\r\nContent-Length: 2\r\n\r\nok",
+    "status-600": b"HTTP/1.1 600 Big\r\nContent-Length: 2\r\n\r\nok",
+    "big-header": b"HTTP/1.1 200 OK\r\nX-Big: " + b"b" * 5000 + b"\r\nContent-Length: 2\r\n\r\nok",
+    "empty-reason": b"HTTP/1.1 404 \r\nContent-Length: 2\r\n\r\nno",
+    "fold": b"HTTP/1.1 200 OK\r\nX-Fold: a\r\n b\r\nContent-Length: 2\r\n\r\nok",
+    "204-with-body": b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello",
+    "304-with-length": b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nETag: \"e\"\r\n\r\n",
+    "chunked-trailer": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: 1\r\n\r\n",
+    "gzip-te": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx",
+    "utf8-header": "HTTP/1.1 200 OK\r\nX-Utf8: café\r\nContent-Length: 2\r\n\r\nok".encode(),
+}
+
+
 @pytest.fixture(scope="session")
-def differ(recorder: Recorder, docroot: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Pair]]:
+def raw_backend() -> Iterator[int]:
+    """A TCP backend answering with RAW_ANSWERS (port)."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                target = data.split(b" ", 2)[1].decode("latin-1")
+                key = target.lstrip("/").split("/", 1)[0].split("?", 1)[0]
+                conn.sendall(RAW_ANSWERS.get(key, RAW_ANSWERS["ok"]))
+                conn.shutdown(socket.SHUT_WR)
+                while conn.recv(65536):
+                    pass
+            except OSError:
+                return
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield srv.getsockname()[1]
+    srv.close()
+
+
+@pytest.fixture(scope="session")
+def differ(recorder: Recorder, docroot: Path, raw_backend: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Pair]]:
     """``differ(text)``: the Pair asking nginx and pyngx, both serving ``text``.
 
     One nginx and one pyngx run for the session; a config other than the
@@ -177,7 +266,7 @@ def differ(recorder: Recorder, docroot: Path, tmp_path_factory: pytest.TempPathF
     """
     if nginx_binary() is None:
         pytest.skip("nginx not found: set PYNGX_TEST_NGINX or install Debian's nginx-light (.ci/run does)")
-    daemons = Daemons(tmp_path_factory.mktemp("daemons"), recorder, free_port(), docroot)
+    daemons = Daemons(tmp_path_factory.mktemp("daemons"), recorder, free_port(), docroot, raw_backend)
     current: list[Pair] = []
     failed: dict[str, Exception] = {}
 

@@ -1,11 +1,33 @@
 """The differential harness: one config, run by nginx and by pyngx, same requests.
 
 Owns: ``Req`` (a request as sent on the wire, plus what the case states about
-nginx's answer), ``Pair`` (an nginx and a pyngx serving the same config text in
-front of the same recording backend), the raw HTTP/1.x client, and the
-normalizer. Every normalization the harness applies is listed, with its
-reason, in DIFFERENCES.md; ``DOCUMENTED`` is read from there and the harness
-refuses to load when the two disagree.
+nginx's answer), ``Daemons`` (one nginx and one pyngx for the session, both
+reloaded with each config), ``Pair`` (the two as they serve one config: ask,
+compare), the raw HTTP/1.x client, and the normalizer. Every normalization
+is listed, with its reason, in DIFFERENCES.md; ``DOCUMENTED`` is read from
+there and the harness refuses to load when the two disagree.
+
+Adding cases::
+
+    CONF = conf(r\"""
+        server {
+            listen 127.0.0.1:@PORT@;
+            location /api/ { proxy_pass http://@BACKEND@/v1/; }
+        }
+    \""")
+
+    @pytest.mark.parametrize("req", params(
+        Req("/api/x?y=1", status=200, reached=True, id="uri-part"),
+        xfail(Req("/api", status=301, id="auto-redirect"), "nginx ...; pyngx ..."),
+    ))
+    def test_api(differ, req):
+        \"""One sentence on the behaviour.\"""
+        differ(CONF).check(req)
+
+``status``/``reached``/``headers_out`` state what nginx does (checked, so
+that a case cannot silently test nothing); ``xfail`` marks a pyngx bug with
+both answers in its reason (strict: it fails once fixed). Cases of one
+config should sit together: a config change costs a reload.
 
 Config texts use placeholders, replaced per daemon:
 
@@ -15,15 +37,20 @@ Config texts use placeholders, replaced per daemon:
     @UNIX@            the backend's UNIX socket path (the same for both)
     @DEAD@            127.0.0.1:M where nothing listens (for 502s)
     @ROOT@            a document root with fixed files and mtimes (conftest.DOCROOT)
+    @RAW@             127.0.0.1:R of a backend sending canned, often broken,
+                      answers (conftest.RAW_ANSWERS, by the path's first segment)
+    @LOG@             the daemon's own access log file; when the config names
+                      it, check() also compares the line each request logs
 
 The text is the inside of ``http { }``; ``conf()`` adds ``events {}``, the http
 block and a prelude that turns off access logs and sets
 ``proxy_http_version 1.1; proxy_set_header Connection "";`` so that both
 daemons talk to the backend alike (see DIFFERENCES.md, upstream-http-version).
 
-With PYNGX_DIFF_NGINX_ONLY=1 in the environment only nginx runs, and a case
-checks only what it states about nginx (status, reached, headers_out): for
-writing cases before pyngx supports a directive.
+Environment: PYNGX_DIFF_NGINX_ONLY=1 runs only nginx and checks only what
+the cases state about it (for writing cases before pyngx has the feature);
+PYNGX_DIFF_FRESH=1 starts both daemons afresh for each config instead of
+reloading them (to rule the reload out when a case fails).
 
 Requests go out on raw sockets exactly as written in ``Req`` (Host and target
 are not touched), so malformed Hosts, ``//admin``, ``/%61dmin`` and
@@ -54,9 +81,10 @@ HERE = Path(__file__).resolve().parent
 # --- the documented differences -------------------------------------------------
 
 #: Normalizations applied to every case.
-ALWAYS = ("server-header", "date-header", "connection-header", "reason-phrase", "error-page-signature", "listen-port")
+ALWAYS = ("server-header", "date-header", "connection-header", "reason-phrase", "error-page-signature", "listen-port",
+          "multipart-boundary")
 #: Normalizations a case opts into with ``Req(differs=...)``.
-OPT_IN = ("upstream-http-version", "streamed-request-body")
+OPT_IN = ("upstream-http-version", "streamed-request-body", "websocket-relay")
 
 
 def documented() -> frozenset[str]:
@@ -74,6 +102,7 @@ if DOCUMENTED != frozenset(ALWAYS + OPT_IN):
 
 _IGNORED_RESPONSE = frozenset({"server", "date", "connection", "keep-alive"})
 _SIGNATURE = re.compile(rb"<hr><center>(?:nginx|pyngx)(/[0-9][0-9.]*)?</center>")
+_BOUNDARY = re.compile(r"(?<=^multipart/byteranges; )boundary=([0-9]{20})$")
 
 
 # --- requests -------------------------------------------------------------------
@@ -158,6 +187,7 @@ class Answer:
     headers: list[tuple[str, str]]
     body: bytes
     seen: list[Any] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
 
     def header(self, name: str) -> str | None:
         for k, v in self.headers:
@@ -208,51 +238,96 @@ class _Reader:
 def exchange(port: int, data: bytes, head: bool, timeout: float = 5.0) -> Answer:
     """Send ``data`` on a new connection to 127.0.0.1:port and read one response.
 
-    Status 0 means the daemon closed the connection without answering.
+    Status 0 means the daemon closed the connection without answering; -1
+    that it answered without a status line (nginx passes an upstream's
+    HTTP/0.9 answer as it is): the body is then every byte received until
+    the connection closed or went quiet.
     """
+    return exchange_many(port, [(data, head)], pipelined=False, timeout=timeout)[0]
+
+
+def exchange_many(port: int, requests: list[tuple[bytes, bool]], pipelined: bool, timeout: float = 5.0) -> list[Answer]:
+    """Send several requests on one connection and read their responses.
+
+    Args:
+        requests: (request bytes, is HEAD) in order.
+        pipelined: send them all at once, else each after the last answer.
+
+    Returns:
+        One Answer per request; after a connection close, the rest are status 0.
+    """
+    out: list[Answer] = []
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        try:
-            sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # answered early (e.g. 413) and closed: the answer is still there to read
         r = _Reader(sock)
+        if pipelined:
+            _send(sock, b"".join(data for data, _ in requests))
+        for data, head in requests:
+            if not pipelined:
+                _send(sock, data)
+            out.append(_read_answer(sock, r, head))
+    return out
+
+
+def _send(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # answered early (e.g. 413) and closed: the answer is still there to read
+
+
+def _read_rest(sock: socket.socket, r: _Reader) -> bytes:
+    sock.settimeout(0.5)
+    try:
+        return r.rest()
+    except TimeoutError:
+        out, r.buf = r.buf, b""
+        return out
+
+
+def _read_answer(sock: socket.socket, r: _Reader, head: bool) -> Answer:
+    while True:
+        if not r.buf and not r._more():
+            return Answer(0, [], b"")
+        if not b"HTTP/".startswith(r.buf[:5]):
+            return Answer(-1, [], _read_rest(sock, r))
+        line = r.line()
+        if line is None:
+            return Answer(0, [], b"")
+        parts = line.split(b" ", 2)
+        if len(parts) < 2 or not parts[1].isdigit():
+            return Answer(-1, [], line + b"\r\n" + _read_rest(sock, r))
+        status = int(parts[1])
+        headers: list[tuple[str, str]] = []
         while True:
-            line = r.line()
-            if line is None:
-                return Answer(0, [], b"")
-            parts = line.split(b" ", 2)
-            status = int(parts[1])
-            headers: list[tuple[str, str]] = []
-            while True:
-                h = r.line()
-                if h is None or h == b"":
-                    break
-                k, _, v = h.partition(b":")
-                headers.append((k.decode("latin-1"), v.strip().decode("latin-1")))
-            if not 100 <= status < 200 or status == 101:
+            h = r.line()
+            if h is None or h == b"":
                 break
-        names = {k.lower(): v for k, v in headers}
-        if head or status in (101, 204, 304):
-            body = b""
-        elif "chunked" in names.get("transfer-encoding", "").lower():
-            chunks = []
-            while True:
-                size_line = r.line()
-                if size_line is None:
-                    break
-                size = int(size_line.split(b";")[0], 16)
-                if size == 0:
-                    while r.line() not in (None, b""):
-                        pass
-                    break
-                chunks.append(r.exact(size))
-                r.line()
-            body = b"".join(chunks)
-        elif "content-length" in names:
-            body = r.exact(int(names["content-length"]))
-        else:
-            body = r.rest()
-        return Answer(status, headers, body)
+            k, _, v = h.partition(b":")
+            headers.append((k.decode("latin-1"), v.strip().decode("latin-1")))
+        if not 100 <= status < 200 or status == 101:
+            break
+    names = {k.lower(): v for k, v in headers}
+    if head or status in (101, 204, 304):
+        body = b""
+    elif "chunked" in names.get("transfer-encoding", "").lower():
+        chunks = []
+        while True:
+            size_line = r.line()
+            if size_line is None:
+                break
+            size = int(size_line.split(b";")[0], 16)
+            if size == 0:
+                while r.line() not in (None, b""):
+                    pass
+                break
+            chunks.append(r.exact(size))
+            r.line()
+        body = b"".join(chunks)
+    elif "content-length" in names:
+        body = r.exact(int(names["content-length"]))
+    else:
+        body = r.rest()
+    return Answer(status, headers, body)
 
 
 # --- normalizing ----------------------------------------------------------------
@@ -283,14 +358,24 @@ def _short(data: str | bytes) -> Any:
 def view(ans: Answer, ports: dict[int, str], differs: tuple[str, ...], head: bool) -> dict[str, Any]:
     """The comparable form of an answer (see DIFFERENCES.md for each step)."""
     pats = _ports_re(ports)
+    boundary = re.search(r"boundary=([0-9A-Za-z'()+_,./:=?-]+)", ans.header("content-type") or "")
+    if boundary:
+        pats = [*pats, (re.compile(re.escape(boundary.group(1).encode())), b"@BOUNDARY@")]
     body = _sub_ports(ans.body, pats)
     body = _SIGNATURE.sub(_signature, body)
+    multipart = _BOUNDARY.search(ans.header("content-type") or "")
+    if multipart is not None:  # multipart-boundary
+        body = body.replace(b"--" + multipart.group(1).encode(), b"--@BOUNDARY@")
     headers: dict[str, list[str]] = {}
     for k, v in ans.headers:
         low = k.lower()
         if low in _IGNORED_RESPONSE:
             continue
         value = _sub_ports(v.encode("latin-1"), pats).decode("latin-1")
+        if multipart is not None and low == "content-type":
+            value = _BOUNDARY.sub("boundary=@BOUNDARY@", value)
+        if "websocket-relay" in differs and low == "upgrade":
+            value = value.lower()
         if low == "content-length" and value.isdigit():
             n = int(value)
             if n == len(ans.body) and not head:
@@ -307,6 +392,13 @@ def view(ans: Answer, ports: dict[int, str], differs: tuple[str, ...], head: boo
                 continue
             if "streamed-request-body" in differs and low in ("content-length", "transfer-encoding"):
                 continue
+            if "websocket-relay" in differs:
+                if low in ("sec-websocket-key", "sec-websocket-extensions"):
+                    continue
+                if low in ("upgrade", "connection"):
+                    v = v.lower()
+                if low == "sec-websocket-protocol":
+                    v = ",".join(t.strip() for t in v.split(","))
             up_headers.setdefault(low, []).append(_sub_ports(v.encode("latin-1"), pats).decode("latin-1"))
         upstream.append({
             "via": s.via,
@@ -321,7 +413,8 @@ def view(ans: Answer, ports: dict[int, str], differs: tuple[str, ...], head: boo
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    return {"status": ans.status, "headers": headers, "body": _short(text), "upstream": upstream}
+    log = [_sub_ports(line.encode("latin-1"), pats).decode("latin-1") for line in ans.log]
+    return {"status": ans.status, "headers": headers, "body": _short(text), "upstream": upstream, "log": log}
 
 
 def explain(nv: dict[str, Any], pv: dict[str, Any]) -> str:
@@ -390,6 +483,12 @@ def _generation(port: int) -> str | None:
     return ans.body.decode() if ans.status == 200 else None
 
 
+def _lines(path: Path | None) -> list[str]:
+    if path is None or not path.exists():
+        return []
+    return path.read_bytes().decode("latin-1").splitlines()
+
+
 def _emerg_message(line: str) -> str:
     """The message of a pyngx [emerg] line, without time, pid, file and line."""
     msg = re.sub(r"^.*?\[emerg\] (\d+#\d+: )?(reload_failed: )?", "", line)
@@ -417,7 +516,8 @@ class Daemons:
     case fails).
     """
 
-    def __init__(self, workdir: Path, backend: Any, dead_port: int, docroot: Path | None) -> None:
+    def __init__(self, workdir: Path, backend: Any, dead_port: int, docroot: Path | None,
+                 raw_port: int = 0) -> None:
         self.workdir = workdir
         self.backend = backend
         self.nports = (free_port(), free_port())
@@ -429,12 +529,16 @@ class Daemons:
             "@UNIX@": str(backend.unix_path),
             "@DEAD@": f"127.0.0.1:{dead_port}",
             "@ROOT@": str(docroot),
+            "@RAW@": f"127.0.0.1:{raw_port}",
         }
-        self.nsubst = {"@PORT2@": str(self.nports[1]), "@PORT@": str(self.nports[0]), "@CTRL@": str(self.nctl), **common}
-        self.psubst = {"@PORT2@": str(self.pports[1]), "@PORT@": str(self.pports[0]), "@CTRL@": str(self.pctl), **common}
+        self.ndir, self.pdir = workdir / "nginx", workdir / "pyngx"
+        self.nlog, self.plog = self.ndir / "access.log", self.pdir / "access.log"
+        self.nsubst = {"@PORT2@": str(self.nports[1]), "@PORT@": str(self.nports[0]), "@CTRL@": str(self.nctl),
+                       "@LOG@": str(self.nlog), **common}
+        self.psubst = {"@PORT2@": str(self.pports[1]), "@PORT@": str(self.pports[0]), "@CTRL@": str(self.pctl),
+                       "@LOG@": str(self.plog), **common}
         self.nginx_only = bool(os.environ.get("PYNGX_DIFF_NGINX_ONLY"))
         self.fresh = bool(os.environ.get("PYNGX_DIFF_FRESH"))
-        self.ndir, self.pdir = workdir / "nginx", workdir / "pyngx"
         self.ndir.mkdir(parents=True, exist_ok=True)
         (self.ndir / "logs").mkdir(exist_ok=True)
         self.pdir.mkdir(parents=True, exist_ok=True)
@@ -526,7 +630,12 @@ class Daemons:
                 raise PyngxFailed(f"pyngx did not load the config:\n{new}")
             return False
 
-        _until(done, "pyngx did not load the config")
+        try:
+            _until(done, "pyngx did not load the config")
+        except TimeoutError:
+            tail = err_path.read_text(errors="replace").splitlines()[-5:]
+            raise PyngxFailed("pyngx did not answer the new config's control request; its stderr ends:\n"
+                              + "\n".join(tail)) from None
         if "@PORT2@" in text:
             wait_listening("127.0.0.1", self.pports[1], proc=proc)
 
@@ -551,20 +660,50 @@ class Pair:
         self.nports, self.pports = daemons.nports, daemons.pports
         self.nsubst, self.psubst = daemons.nsubst, daemons.psubst
         self.nginx_only = daemons.nginx_only
+        self.logs = (daemons.nlog, daemons.plog) if "@LOG@" in text else None
 
-    def _ask(self, port: int, subst: dict[str, str], req: Req) -> Answer:
+    def _ask(self, port: int, subst: dict[str, str], req: Req, log: Path | None) -> Answer:
         start = len(self.backend.seen)
+        lines = _lines(log)
         ans = exchange(port, req.wire(subst), req.is_head)
         ans.seen = list(self.backend.seen[start:])
+        if log is not None:
+            # Both write the line when the request ends, pyngx from a queue:
+            # wait for it rather than sleep.
+            _until(lambda: len(_lines(log)) > len(lines), f"no access log line in {log}", timeout=5)
+            ans.log = _lines(log)[len(lines):]
         return ans
 
     def ask(self, req: Req) -> tuple[Answer, Answer]:
         """(nginx's answer, pyngx's answer) to ``req``."""
         i = req.port - 1
-        n = self._ask(self.nports[i], self.nsubst, req)
+        nlog, plog = self.logs or (None, None)
+        n = self._ask(self.nports[i], self.nsubst, req, nlog)
         if self.nginx_only:
             return n, n
-        return n, self._ask(self.pports[i], self.psubst, req)
+        return n, self._ask(self.pports[i], self.psubst, req, plog)
+
+    def check_connection(self, reqs: list[Req], pipelined: bool) -> None:
+        """Send ``reqs`` on one connection to each daemon (pipelined, or each
+        after the last answer) and compare every answer; what the backend saw
+        in all goes with the last one."""
+        views = []
+        for port, subst, ports in ((self.nports[0], self.nsubst, self.nports), (self.pports[0], self.psubst, self.pports)):
+            start = len(self.backend.seen)
+            answers = exchange_many(port, [(r.wire(subst), r.is_head) for r in reqs], pipelined)
+            answers[-1].seen = list(self.backend.seen[start:])
+            names = {ports[0]: "@PORT@", ports[1]: "@PORT2@"}
+            views.append([view(a, names, r.differs, r.is_head) for a, r in zip(answers, reqs)])
+            if self.nginx_only:
+                views.append(views[0])
+                break
+        nviews, pviews = views
+        for r, nv in zip(reqs, nviews):
+            if r.status is not None:
+                assert nv["status"] == r.status, f"the case is wrong: nginx answered {nviews}"
+        for k, (nv, pv) in enumerate(zip(nviews, pviews)):
+            if pv != nv:
+                raise PyngxDiffers(f"pyngx differs from nginx for request {k + 1} of {len(reqs)}:\n{explain(nv, pv)}")
 
     def check(self, req: Req) -> tuple[Answer, Answer]:
         """Send ``req`` to both; assert what the case states about nginx, then

@@ -44,6 +44,12 @@ LOCATIONS = conf(r"""
         location = /exactslash/ { proxy_pass http://@BACKEND@; }
         location /ret/ { return 200 "return-has-no-auto-redirect\n"; }
         location /deep/er/ { proxy_pass http://@BACKEND@; }
+        location /café/ { return 200 "utf-8 prefix uri=$uri\n"; }
+        location /caf%C3%A9-literal/ { return 200 "escaped literal\n"; }
+        location ~ ^/sp\ ace/ { return 200 "space in regex uri=$uri\n"; }
+        location ~* ^/ÜML/ { return 200 "caseless non-ascii\n"; }
+        location /rx/ { proxy_pass http://@BACKEND@; }
+        location ~ ^/rx$ { return 200 "regex loses to auto-redirect?\n"; }
     }
 """)
 
@@ -102,6 +108,15 @@ def r(target: str, status: int | None = 200, **kw: object) -> Req:
     r("/ret", reached=True, id="no-auto-redirect-for-return"),
     r("/deep/er", status=301, id="auto-redirect-deep"),
     r("/%61pi", status=301, id="auto-redirect-of-escaped-uri"),
+    r("/caf%C3%A9/x", id="escaped-utf8-matches-utf8-prefix"),
+    xfail(r("/caf\u00c3\u00a9/x", id="raw-utf8-matches-utf8-prefix"),  # the UTF-8 bytes of é, sent as they are
+          "a request target with raw (unescaped) UTF-8 bytes, GET /caf\\xc3\\xa9/x: nginx accepts it and matches "
+          "location /café/ (200); pyngx answers 400 with an empty body (h11 rejects non-ASCII targets)"),
+    r("/caf%C3%A9-literal/x", reached=True, id="location-names-are-not-decoded"),
+    r("/sp%20ace/x", id="space-in-regex"),
+    # nginx's PCRE (no UTF-8 mode) folds ASCII letters only: no match, proxied to /.
+    r("/%C3%BCml/x", reached=True, id="caseless-regex-non-ascii"),
+    r("/rx", status=301, id="auto-redirect-beats-regex"),
     Req("/api", method="HEAD", status=301, id="auto-redirect-head"),
     Req("/api", method="POST", body=b"x=1", status=301, id="auto-redirect-post"),
     Req("/exact", method="HEAD", status=200, id="exact-head"),

@@ -184,6 +184,28 @@ def test_misc(differ, req):
     differ(MISC).check(req)
 
 
+ADD_HEADER_IF = conf(r"""
+    server {
+        listen 127.0.0.1:@PORT@;
+        server_name localhost;
+        location / {
+            add_header X-Out "o";
+            if ($arg_a) { add_header X-If "i"; proxy_pass http://@BACKEND@; }
+            proxy_pass http://@BACKEND@;
+        }
+    }
+""")
+
+
+@pytest.mark.parametrize("req", params(
+    h("/x?a=1", id="if-block-has-its-own"),
+    h("/x", id="outside-the-if"),
+))
+def test_add_header_in_if(differ, req):
+    """add_header inside ``if`` replaces the location's set, as a nested level does."""
+    differ(ADD_HEADER_IF).check(req)
+
+
 # --- connection-level behaviours: raw sockets to both daemons ------------------------------
 
 

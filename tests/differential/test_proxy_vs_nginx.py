@@ -13,6 +13,7 @@ RESPONSE_HOP = ("nginx passes the backend's Upgrade, Trailer and Proxy-Authentic
 
 FORMS = conf(r"""
     upstream ups { server @BACKEND@; }
+    upstream unix_ups { server unix:@UNIX@; }
     server {
         listen 127.0.0.1:@PORT@;
         server_name localhost;
@@ -30,6 +31,7 @@ FORMS = conf(r"""
         location /v/ { proxy_pass http://unix:@UNIX@; }
         location /up/ { proxy_pass http://ups/; }
         location /up2/ { proxy_pass http://ups; }
+        location /unix-up/ { proxy_pass http://unix_ups/unix-upstream/; }
         location /upper/ { proxy_pass HTTP://@BACKEND@/Upper/; }
         location /q/ { proxy_pass http://@BACKEND@/new?fixed=1; }
         location /enc/ { proxy_pass http://@BACKEND@/a%20b/; }
@@ -69,6 +71,11 @@ def r(target: str, **kw: object) -> Req:
     r("/v/x?y=1", id="unix-without-uri"),
     r("/up/x", id="upstream-with-uri"),
     r("/up2/x", id="upstream-without-uri"),
+    r("/unix-up/x?y=1", id="unix-socket-upstream"),
+    r("/a/x?bytes=3000000", id="3mb-response"),
+    r("/a/x?bytes=3000000&chunked=1", id="3mb-chunked-response"),
+    Req("/a/x?bytes=3000000", method="HEAD", status=200, reached=True, id="3mb-head"),
+    Req("/a/x?bytes=100", version="HTTP/1.0", status=200, reached=True, id="http10-client"),
     r("/upper/x", id="uppercase-scheme"),
     r("/q/x?y=1", id="uri-with-args-and-client-args"),
     r("/q/x", id="uri-with-args"),
@@ -197,8 +204,7 @@ HOP_BY_HOP = ("nginx drops only Connection, Keep-Alive, TE, Upgrade and Expect f
     h("/vars/p/q?a=1&b=2", (("User-Agent", "ua"), ("X-Dash-Name", "dash"), ("Cookie", "c=1")), id="variables"),
     Req("/vars/p", method="POST", body=b"abc", headers=(("Content-Type", "text/x"),), status=200, reached=True,
         id="variables-post"),
-    xfail(h("/vars/%70?a=%20", id="variables-escaped"),
-          "$arg_a for ?a=%20: nginx gives the raw value '%20'; pyngx decodes it (to ' ')"),
+    h("/vars/%70?a=%20", id="variables-escaped"),
     h("/remove/x", CLIENT, id="empty-value-removes-client-field"),
     h("/override/x", CLIENT + (("X-Lower", "client"),), id="set-header-replaces-client-field"),
     h("/empty-var/x", id="empty-variable-value-not-sent"),
@@ -277,3 +283,39 @@ RESPONSES = conf(r"""
 def test_response_headers(differ, req):
     """The backend's response fields reach the client as nginx passes them."""
     differ(RESPONSES).check(req)
+
+
+WEBSOCKET = conf(r"""
+    map $http_upgrade $connection_upgrade { default upgrade; "" close; }
+    server {
+        listen 127.0.0.1:@PORT@;
+        server_name localhost;
+        location /ws/ {
+            proxy_pass http://@BACKEND@;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+        }
+        location /ws-dead/ {
+            proxy_pass http://@DEAD@;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+        }
+    }
+""")
+
+WS = (("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+      ("Sec-WebSocket-Version", "13"))
+
+
+@pytest.mark.parametrize("req", params(
+    Req("/ws/x?a=1", headers=WS, status=101, reached=True, differs=("websocket-relay",), id="handshake"),
+    Req("/ws/x", headers=(*WS, ("Sec-WebSocket-Protocol", "chat, other")), status=101, reached=True,
+        differs=("websocket-relay",), id="handshake-subprotocol"),
+    Req("/ws/x", headers=(*WS, ("Origin", "http://example.com"), ("X-Extra", "1")), status=101, reached=True,
+        differs=("websocket-relay",), id="handshake-fields-passed"),
+    Req("/ws/x", status=200, reached=True, id="plain-get-through-upgrade-location"),
+    Req("/ws-dead/x", headers=WS, status=502, reached=False, id="handshake-502"),
+))
+def test_websocket_handshake(differ, req):
+    """A WebSocket handshake gets nginx's answer, and the backend sees nginx's upgrade request."""
+    differ(WEBSOCKET).check(req)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.differential.harness import H11_400, Req, conf, params, xfail
+from tests.differential.harness import H11_400, PyngxDiffers, Req, conf, params, xfail
 
 REQUESTS = conf(r"""
     server {
@@ -76,3 +76,52 @@ METHODS = ("TRACE: nginx answers 405 Not Allowed without passing it on; pyngx pr
 def test_request(differ, req):
     """nginx's answer to each framing, size and method edge, and what reaches the backend."""
     differ(REQUESTS).check(req)
+
+
+def get(target: str, status: int = 200, **kw: object) -> Req:
+    return Req(target, status=status, **kw)  # type: ignore[arg-type]
+
+
+CONNECTIONS = {
+    "two-gets": [get("/x?n=1"), get("/ret")],
+    "proxied-then-return-then-proxied": [get("/x?n=1"), get("/ret"), get("/x?n=2")],
+    "post-then-get": [Req("/x", method="POST", body=b"abc", status=200), get("/x?n=2")],
+    "head-then-get": [Req("/x", method="HEAD", status=200), get("/ret")],
+    "chunked-answer-then-get": [get("/x?chunked=1"), get("/ret")],
+    "404-then-get": [get("/x?status=404", 404), get("/ret")],
+    "http10-keep-alive": [Req("/ret", version="HTTP/1.0", headers=(("Connection", "keep-alive"),), status=200),
+                          Req("/ret", version="HTTP/1.0", status=200)],
+    "connection-close-ends-it": [Req("/ret", headers=(("Connection", "close"),), status=200), get("/ret", 0)],
+    "http10-ends-it": [Req("/ret", version="HTTP/1.0", status=200), get("/ret", 0)],
+}
+
+
+KEEP_ALIVE_10 = ("HTTP/1.0 with 'Connection: keep-alive': nginx keeps the connection open and answers the next "
+                 "request on it; pyngx (h11) closes the connection after the first answer")
+PIPELINED_AFTER_CLOSE = ("a request that ends the connection (Connection: close, or HTTP/1.0) with a second request "
+                         "pipelined behind it in the same packet: nginx answers the first (200) and closes; pyngx "
+                         "answers the first with 400 and an empty body (h11 rejects the bytes that follow)")
+XFAILS = {
+    ("http10-keep-alive", False): KEEP_ALIVE_10,
+    ("http10-keep-alive", True): PIPELINED_AFTER_CLOSE,
+    ("connection-close-ends-it", True): PIPELINED_AFTER_CLOSE,
+    ("http10-ends-it", True): PIPELINED_AFTER_CLOSE,
+}
+
+
+def _connection_params() -> list[object]:
+    out = []
+    for name in CONNECTIONS:
+        for pipelined in (False, True):
+            marks = []
+            if (name, pipelined) in XFAILS:
+                marks = [pytest.mark.xfail(strict=True, reason=XFAILS[name, pipelined], raises=PyngxDiffers)]
+            out.append(pytest.param(name, pipelined, id=f"{name}-{'pipelined' if pipelined else 'sequential'}",
+                                    marks=marks))
+    return out
+
+
+@pytest.mark.parametrize(("name", "pipelined"), _connection_params())
+def test_requests_on_one_connection(differ, name, pipelined):
+    """Several requests on one client connection get nginx's answers, in order."""
+    differ(REQUESTS).check_connection(CONNECTIONS[name], pipelined)

@@ -194,3 +194,57 @@ REDIRECT_KNOBS = conf(r"""
 def test_redirect_knobs(differ, req):
     """absolute_redirect, port_in_redirect and server_name_in_redirect shape Location as in nginx."""
     differ(REDIRECT_KNOBS).check(req)
+
+
+BROKEN_UPSTREAMS = conf(r"""
+    server {
+        listen 127.0.0.1:@PORT@;
+        server_name localhost;
+        location / { proxy_pass http://@RAW@; }
+    }
+""")
+
+
+LAX = ("a malformed upstream answer that nginx 1.22 passes on (an HTTP/0.9 answer or bad status line as raw "
+       "bytes, two Content-Lengths (the last wins), Content-Length with chunked, a field line without a colon, a "
+       "204 with Content-Length; a bad chunk size ends the client connection with nothing sent): pyngx answers "
+       "502 with its error page. pyngx is stricter: match nginx, or list it in DIFFERENCES.md")
+STRICT = ("nginx answers 502 for an upstream answer whose header is over proxy_buffer_size (4k: a 5000-byte field) "
+          "or has an obs-fold line; pyngx passes it on (200)")
+BROKEN: list[tuple[str, int, str | None]] = [
+    ("ok", 200, None),
+    ("close-at-once", 502, None),
+    ("garbage", -1, LAX),
+    ("http09", -1, LAX),
+    ("bad-status", -1, LAX),
+    ("no-length", 200, None),
+    ("http10", 200, None),
+    ("short-body", 200, None),
+    ("two-lengths", 200, LAX),
+    ("length-and-chunked", 200, LAX),
+    ("bad-chunk", 0, LAX),
+    ("space-in-name", 502, None),
+    ("no-colon", 200, LAX),
+    ("lf-only", 200, None),
+    ("status-only", 200, None),
+    ("continue", 200, None),
+    ("status-999", 999, None),
+    ("status-600", 600, None),
+    ("big-header", 502, STRICT),
+    ("empty-reason", 404, None),
+    ("fold", 502, STRICT),
+    ("204-with-body", 204, LAX),
+    ("304-with-length", 304, None),
+    ("chunked-trailer", 200, None),
+    ("gzip-te", 200, None),
+    ("utf8-header", 200, None),
+]
+
+
+@pytest.mark.parametrize("req", params(*[
+    xfail(Req(f"/{key}", status=status, id=key), bug) if bug else Req(f"/{key}", status=status, id=key)
+    for key, status, bug in BROKEN
+]))
+def test_broken_upstream_answers(differ, req):
+    """What nginx makes of a malformed or unusual upstream answer, pyngx makes too."""
+    differ(BROKEN_UPSTREAMS).check(req)

@@ -68,6 +68,8 @@ CASES: list[tuple[str, str, str]] = [
     ("map-builtin", "", "map $uri $uri { }"),
     ("map-in-server", "map $uri $x { }", ""),
     ("map-missing-include", "", "map $uri $x { include nothere.conf; }"),
+    ("map-hash-sizes", "", "map_hash_max_size 4096; map_hash_bucket_size 128;"),
+    ("map-hash-size-garbage", "", "map_hash_max_size x;"),
     ("map-ok-forms", "return 200 $x$y;", 'map $uri $x { hostnames; volatile; default 0; "" 1; \\default 2; '
      "~^/a(?<n>.*) $n; ~*B $1; *.x.com 3; www.x.* 4; .y.com 5; } map $x$uri $y { }"),
     ("internal-twice", "location / { internal; internal; }", ""),

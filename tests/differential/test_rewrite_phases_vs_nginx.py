@@ -53,6 +53,20 @@ REWRITE = conf(r"""
         location ~ ^/re/(?<x>[a-z]+)/(\d+) { rewrite ^ /a/$x/$2 last; }
         location /logged { rewrite_log on; rewrite ^/logged/(.*)$ /a/$1 last; }
         location /empty { rewrite ^.*$ $arg_none last; }
+        location ~ ^/capp/(?<name>[a-z]+)/(.*)$ { proxy_pass http://@BACKEND@/x/$name/$2; }
+        location ~ ^/capr/(.*)$ { rewrite ^ /a/$1 last; }
+        location = /n0 { rewrite ^ /n1 last; }
+        location = /n1 { rewrite ^ /n2 last; }
+        location = /n2 { rewrite ^ /n3 last; }
+        location = /n3 { rewrite ^ /n4 last; }
+        location = /n4 { rewrite ^ /n5 last; }
+        location = /n5 { rewrite ^ /n6 last; }
+        location = /n6 { rewrite ^ /n7 last; }
+        location = /n7 { rewrite ^ /n8 last; }
+        location = /n8 { rewrite ^ /n9 last; }
+        location = /n9 { rewrite ^ /n10 last; }
+        location = /n10 { return 200 "ten rewrites\n"; }
+        location = /nx { rewrite ^ /n0 last; }
     }
 """)
 
@@ -94,6 +108,10 @@ SPECIALS = "/%20%23%25%26%2B%3B%3F%22%27%3C%3E%5C%5E%60%7B%7C%7D%7E!*()=:@,$/%C3
     r("/re/abc/42", 200, id="regex-location-named-capture-survives"),
     r("/logged/x", 200, id="rewrite-log"),
     r("/empty", 500, id="zero-length-uri"),
+    r("/capp/abc/de?q=1", 200, True, id="location-captures-in-proxy-pass"),
+    r("/capr/zz", 200, id="location-capture-lost-to-rewrite-regex"),
+    r("/n0", 200, id="ten-rewrites-are-allowed"),
+    r("/nx", 500, id="eleven-rewrites-are-a-cycle"),
     Req("/perm/x", method="HEAD", status=301, reached=False, id="head-redirect"),
     Req("/toproxy/x", method="POST", body=b"abc", status=200, reached=True, id="post-after-rewrite"),
 ))
@@ -302,7 +320,7 @@ ERROR_PAGES = conf(r"""
         server_name localhost;
         error_page 404 /err;
         location /http-502 { return 200 "http-level 502 page\n"; }
-        location /err { return 200 "err uri=$uri args=$args method=$request_method\n"; }
+        location /err { return 200 "err uri=$uri args=$args method=$request_method request=$request\n"; }
         location /a { return 404; }
         location /b { return 404 "custom"; }
         location /c { error_page 404 =200 /up; return 404; }
@@ -323,8 +341,12 @@ ERROR_PAGES = conf(r"""
         location /p { error_page 404 @nproxy; return 404; }
         location /int { internal; return 200 "internal\n"; }
         location /q { error_page 404 /int; return 404; }
+        location /toint { rewrite ^ /int last; }
+        location /nr { error_page 404 @nr; return 404; }
+        location @nr { rewrite ^ /err last; }
         location /dead { proxy_pass http://@DEAD@; }
         location /dead2 { error_page 502 =503 /err; proxy_pass http://@DEAD@; }
+        location /dead3 { error_page 502 = /up; proxy_pass http://@DEAD@; }
         location /rec { recursive_error_pages on; error_page 404 /rec2; return 404; }
         location /rec2 { error_page 404 /err; return 404; }
         location /norec { error_page 404 /norec2; return 404; }
@@ -363,8 +385,13 @@ ERROR_PAGES = conf(r"""
     r("/p/x%20y?z=1", 404, True, id="named-proxy-keeps-uri"),
     r("/int", 404, id="internal-from-outside"),
     r("/q", 404, id="internal-from-error-page"),
+    r("/toint", 200, id="internal-after-rewrite"),
+    r("/nr?a=b", 404, id="named-location-rewrites-last"),
     r("/dead", 502, id="proxy-502-http-level-error-page"),
     r("/dead2", 503, id="proxy-502-overwritten"),
+    Req("/dead3", method="POST", body=b"hello-body", status=200, reached=True, id="body-read-again-after-502"),
+    Req("/dead3", method="POST", body=b"0123456789abcdef" * 12800, status=200, reached=True,
+        id="big-body-read-again-after-502"),
     r("/rec", 404, id="recursive-error-pages"),
     r("/norec", 404, id="not-recursive"),
     r("/var", 404, id="target-with-variables"),

@@ -106,6 +106,12 @@ def raw(line: str, status: int | None = None, **kw: object) -> Req:
     r("/echo", 200, False),
     r("/echo?a=1", 200, False, id="echo-args"),
     r("/%65cho?a=%20", 200, False, id="echo-escaped"),
+    r("/echo?%zz", 200, False, id="bad-escape-in-args-is-fine"),
+    r("/echo?a=%00", 200, False, id="nul-escape-in-args-is-fine"),
+    r("/echo?a=1?b=2", 200, False, id="second-question-mark"),
+    r("/echo?a=1&&b=&c", 200, False, id="empty-args"),
+    r("/x?a=%00&b=%zz", 200, True, id="odd-args-passed-as-sent"),
+    r("/files/x?a=1?b", 200, True, id="uri-part-odd-args"),
     r("//echo", 200, False, id="echo-double-slash"),
     r("/re/a%20b/../c", 200, False, id="regex-capture-normalized"),
     # Request-line forms

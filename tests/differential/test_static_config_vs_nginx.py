@@ -1,0 +1,116 @@
+"""Config checks of the static-file directives (root, alias, index,
+try_files, autoindex, types, etag, ...) against ``nginx -t``: same text,
+same verdict, same message, same line.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import nginx_binary
+
+# (id, inside "server { }", inside "http { }" before the server)
+CASES: list[tuple[str, str, str]] = [
+    ("root-then-alias", "location / { root /a; alias /b; }", ""),
+    ("alias-then-root", "location / { alias /b; root /a; }", ""),
+    ("root-twice", "root /a; root /b;", ""),
+    ("alias-twice", "location / { alias /a; alias /b; }", ""),
+    ("alias-in-named", "location @x { alias /a; }", ""),
+    ("alias-in-server", "alias /a;", ""),
+    ("alias-in-if", "location / { if ($uri) { alias /a; } }", ""),
+    ("root-in-if", "location / { if ($uri) { root /a; } }", ""),
+    ("root-in-server-if", "if ($uri) { root /a; }", ""),
+    ("root-document-root", "root $document_root/x;", ""),
+    ("alias-realpath-root", "location / { alias ${realpath_root}/x; }", ""),
+    ("root-unknown-variable", "root /a/$nothing;", ""),
+    ("root-no-argument", "root;", ""),
+    ("root-ok-forms", "root html; location / { root /srv/$host; } location ~ ^/(?<n>x)(.*) { alias /d/$n$2; }", ""),
+    ("index-empty", 'index "";', ""),
+    ("index-empty-second", 'index a "";', ""),
+    ("index-ok-forms", "index a b /c; index d $uri.html; location / { index x; }", "index i.html;"),
+    ("index-absolute-not-last", "index /a b;", ""),
+    ("try-files-one-argument", "location / { try_files $uri; }", ""),
+    ("try-files-bad-code", "location / { try_files $uri =abc; }", ""),
+    ("try-files-code-1000", "location / { try_files $uri =1000; }", ""),
+    ("try-files-in-http", "", "try_files $uri =404;"),
+    ("try-files-in-if", "location / { if ($uri) { try_files $uri =404; } }", ""),
+    ("try-files-twice", "location / { try_files a =404; try_files b =404; }", ""),
+    ("try-files-ok-forms", "try_files $uri /x; location / { try_files $uri $uri/ /index.html; } "
+     "location /a { try_files $uri =404; } location /b { try_files $uri @n; } location @n { }", ""),
+    ("autoindex-bad-value", "autoindex yes;", ""),
+    ("autoindex-format-bad", "autoindex_format csv;", ""),
+    ("autoindex-ok-forms", "autoindex on; autoindex_format jsonp; autoindex_exact_size off; "
+     "autoindex_localtime on;", ""),
+    ("types-block-inside", "", "types { text/x a { } }"),
+    ("types-with-argument", "", "types x { }"),
+    ("types-without-block", "", "types;"),
+    ("types-in-if", "location / { if ($uri) { types { } } }", ""),
+    ("types-duplicate-extension", "", "types { text/a x; text/b X; }"),
+    ("types-ok-forms", "location / { types { } } types { text/a a b; text/none; }",
+     "types { text/x x; } types { text/y y; } types_hash_max_size 2048; types_hash_bucket_size 128;"),
+    ("types-hash-garbage", "", "types_hash_max_size big;"),
+    ("default-type-two", "default_type a b;", ""),
+    ("etag-bad", "etag maybe;", ""),
+    ("if-modified-since-bad", "if_modified_since sometimes;", ""),
+    ("max-ranges-negative", "max_ranges -1;", ""),
+    ("log-not-found-bad", "log_not_found 1;", ""),
+    ("static-ok-forms", "etag off; if_modified_since before; max_ranges 0; log_not_found off; sendfile on; "
+     "location / { if ($uri) { sendfile off; } }", ""),
+]
+
+
+def _conf(server: str, http: str) -> str:
+    return (f"events {{}}\nhttp {{\n    {http}\n    server {{\n        listen 127.0.0.1:1;\n        {server}\n"
+            "    }\n}\n")
+
+
+_PREFIX = re.compile(r"^(nginx|pyngx): \[(\w+)\] ")
+
+
+def _verdict(lines: str) -> tuple[str, str | None, list[str]]:
+    """(the first [emerg] message without the program's name and file, its
+    line; or "ok", None) and the [warn] messages."""
+    warns: list[str] = []
+    for line in lines.splitlines():
+        m = _PREFIX.match(line)
+        if m and m.group(2) == "warn":
+            warns.append(re.sub(r" in \S+:(\d+)$", r" :\1", line[m.end():]))
+        if m and m.group(2) == "emerg":
+            text = line[m.end():]
+            where = re.search(r" in (\S+):(\d+)$", text)
+            if where:
+                return text[: where.start()], where.group(2), warns
+            return text, None, warns
+    return "ok", None, warns
+
+
+@pytest.fixture(scope="module")
+def nginx() -> str:
+    binary = nginx_binary()
+    if binary is None:
+        pytest.skip("nginx not found: set PYNGX_TEST_NGINX or install Debian's nginx-light")
+    return binary
+
+
+@pytest.mark.parametrize(("server", "http"), [pytest.param(s, h, id=i) for i, s, h in CASES])
+def test_same_verdict_as_nginx_t(nginx: str, tmp_path: Path, server: str, http: str) -> None:
+    """pyngx -t accepts what nginx -t accepts, with its warnings, and refuses the rest with its message and line."""
+    path = tmp_path / "test.conf"
+    path.write_text(_conf(server, http))
+    n = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(path), "-e", str(tmp_path / "error.log"),
+                        "-g", f"pid {tmp_path}/nginx.pid;"], capture_output=True, text=True, timeout=30)
+    p = subprocess.run([sys.executable, "-m", "pyngx", "-t", "-c", str(path)], capture_output=True, text=True,
+                       timeout=30, cwd=tmp_path)
+    n_text, n_line, n_warns = _verdict(n.stderr.replace(str(tmp_path) + "/", ""))
+    p_text, p_line, p_warns = _verdict(p.stderr.replace(str(tmp_path) + "/", ""))
+    assert (p.returncode == 0) == (n.returncode == 0), (n.stderr, p.stderr)
+    assert p_text == n_text
+    if n_line is not None:
+        assert p_line == n_line
+    # pyngx does not warn about an absolute index name before the last one.
+    assert p_warns == [w for w in n_warns if not w.startswith("only the last index")]
