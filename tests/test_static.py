@@ -192,6 +192,21 @@ class TestStreaming:
             assert parts[2].endswith(b"\r\n\r\n" + data[-70000:])
             assert parts[3] == b"--\r\n"
 
+    def test_empty_file_keeps_the_connection(self, run_pyngx, root):
+        """An empty file's answer ends properly: the next request on the connection is answered."""
+        (root / "empty").write_bytes(b"")
+        base, _ = serve(run_pyngx, f"root {root};")
+        port = int(base.rsplit(":", 1)[1])
+        sock = raw_get(port, "/empty")
+        sock.sendall(b"GET /a.txt HTTP/1.1\r\nHost: static.test\r\n\r\n")
+        data = b""
+        while b"hello\n" not in data:
+            more = sock.recv(65536)
+            assert more, data
+            data += more
+        sock.close()
+        assert data.count(b"HTTP/1.1 200") == 2 and b"content-length: 0\r\n" in data.lower()
+
     def test_head_sends_no_body(self, run_pyngx, root):
         """HEAD of a big file: its Content-Length, and not one body byte."""
         base, _ = serve(run_pyngx, f"root {root};")

@@ -969,7 +969,7 @@ _ROWS: list[DirectiveSpec] = [
     _spec("try_files", {SERVER, LOCATION}, (2, None), "try_files file ... uri; try_files file ... =code;",
           default=None, setter=set_try_files, inherit=False),
     _spec("types", HSL, (0, 0), "types { ... }", block=True, multi=True, default=DEFAULT_TYPES,
-          default_doc="text/html html; image/gif gif; image/jpeg jpg;",
+          default_doc="{ text/html html, image/gif gif, image/jpeg jpg }",
           differs='"include mime.types" reads pyngx\'s copy of nginx\'s mime.types when the config\'s '
           "directory has none."),
     _spec("types_hash_max_size", HSL, (1, 1), "types_hash_max_size size;", default=1024, default_doc="1024",

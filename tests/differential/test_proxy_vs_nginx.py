@@ -39,6 +39,7 @@ FORMS = conf(r"""
             location /nested/in/ { proxy_pass http://@BACKEND@/inner/; }
         }
         location /dead/ { proxy_pass http://@DEAD@; }
+        location /byname/ { proxy_pass http://localhost:@BACKEND_PORT@/named/; }
     }
 """)
 
@@ -97,6 +98,7 @@ def r(target: str, **kw: object) -> Req:
     xfail(Req("/a/x", method="POST", body=b"a=1", headers=(("Expect", "100-continue"),), status=200, reached=True,
               id="expect-100-continue"), EXPECT),
     r("/dead/x", status=502, reached=False, id="dead-upstream-502"),
+    r("/byname/x", id="host-name-upstream"),
     Req("/a/x", method="POST", body=b"x" * (1024 * 1024), status=200, reached=True,
         differs=("streamed-request-body",), id="body-at-default-limit"),
     Req("/a/x", method="POST", body=b"x" * (1024 * 1024 + 1), status=413, reached=False,
@@ -264,6 +266,8 @@ RESPONSES = conf(r"""
     h("/x?set_X-Accel-Buffering=no", id="x-accel-hidden"),
     h("/x?set_X-Accel-Expires=5", id="x-accel-expires-hidden"),
     h("/x?set_Set-Cookie=a=1", id="set-cookie-passed"),
+    h("/x?set_Set-Cookie=a=1&set_Set-Cookie=b=2", id="two-set-cookies-passed"),
+    h("/x?set_X-Dup=1&set_X-Dup=2", id="repeated-field-passed"),
     h("/x?set_Cache-Control=no-store", id="cache-control-passed"),
     h("/x?set_Content-Type=application/json", id="content-type-passed"),
     h("/x?set_Location=http://@BACKEND@/y&status=302", status=302, id="location-rewritten-by-default"),

@@ -158,6 +158,10 @@ def config(root: Path) -> str:
         location /rwal/ { alias @FILES@/dir/; rewrite ^ /rwal/sub.txt break; }
         location /addh/ { alias @FILES@/; add_header X-Static yes; }
         location /sendfile/ { alias @FILES@/; sendfile on; }
+        location /varroot/ { root @FILES@/$arg_d; }
+        location /slashroot/ { root @FILES@/dir/; }
+        location /ifroot/ { if ($arg_x) { root @FILES@/dir; } }
+        location /varalias/ { alias @FILES@/$arg_d/; }
     }
 """).replace("@FILES@", str(root))
 
@@ -240,6 +244,13 @@ CASES = params(
     r("/typed/a.txt", id="types-block"), r("/typed/page.html", id="types-block-default"),
     r("/notypes/a.txt", id="empty-types"), r("/noetag/a.txt", id="etag-off"),
     r("/sendfile/a.txt", id="sendfile"),
+    r("/varroot/sub.txt?d=dir", 404, id="root-with-variable-missing"),
+    r("/varroot/x.txt?d=dir/deeper/..", 404, id="root-with-variable-args"),
+    r("/slashroot/index.html", 404, id="root-trailing-slash"),
+    r("/ifroot/?x=1", 404, id="root-in-if"),
+    r("/varalias/sub.txt?d=dir", id="alias-with-variable"),
+    r("/varalias/x.txt?d=dir/deeper", id="alias-with-variable-deeper"),
+    r("/varalias/?d=dir", id="alias-with-variable-index"),
     # symbolic links, special files
     r("/link.txt", id="link"), r("/linkdir", 301, id="link-dir"), r("/linkdir/", id="link-dir-index"),
     r("/dangling", 404), r("/outside.txt", id="link-outside-root"), r("/special/fifo", 404, id="fifo"),
