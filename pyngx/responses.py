@@ -36,7 +36,7 @@ STATUS_TEXT: dict[int, str] = {
 }
 
 # The special-response page titles differ from the status line for a few codes.
-_PAGE_TITLE = {302: "Found", 494: "Request Header Or Cookie Too Large"}
+_PAGE_TITLE = {302: "Found", 401: "Authorization Required", 494: "Request Header Or Cookie Too Large"}
 
 #: Codes nginx answers with its own HTML page when no body is given.
 PAGE_CODES = frozenset(c for c in STATUS_TEXT if c >= 301 and c not in (304,))

@@ -57,6 +57,9 @@ DEFAULT_SET_HEADERS: tuple[tuple[str, str], ...] = (("Host", "$proxy_host"),)
 
 # Fields the upstream client computes itself from the body it sends.
 _BODY_FRAMING = frozenset({"content-length", "transfer-encoding"})
+# nginx's default proxy_set_header list sets Expect to "" (never passed up):
+# the 100-continue exchange is between the client and the proxy.
+_NEVER_UP = frozenset({"expect"})
 
 
 class RequestHeaderPlan:
@@ -90,7 +93,7 @@ class RequestHeaderPlan:
         #: (name, template) pairs evaluated per request; "" drops the field.
         self.dynamic: tuple[tuple[str, Template], ...] = tuple((n, t) for n, t in pairs if t.constant is None)
         #: lower-cased names never copied from the client.
-        self.skip: frozenset[str] = frozenset({n.lower() for n, _ in pairs} | HOP_BY_HOP | _BODY_FRAMING)
+        self.skip: frozenset[str] = frozenset({n.lower() for n, _ in pairs} | HOP_BY_HOP | _BODY_FRAMING | _NEVER_UP)
         #: proxy_set_header Content-Length replaces the computed one (nginx's
         #: default entry is "Content-Length: $proxy_internal_body_length").
         self.sets_length = "content-length" in names

@@ -115,7 +115,7 @@ NO_HOST = ("a redirect for an HTTP/1.0 request without Host: nginx puts the addr
     r("/r300", 300),
     r("/r300-bare", 300),
     r("/r304", 304),
-    xfail(r("/r401", 401), TITLE_401),
+    r("/r401", 401),
     xfail(r("/r494", 400), TITLE_494),
     *[r(f"/r{c}", c) for c in (400, 402, 403, 404, 405, 406, 409, 410, 411, 412, 413, 414, 415, 416, 418,
                                421, 429, 451, 500, 501, 502, 503, 504, 505, 507, 599, 999)],
