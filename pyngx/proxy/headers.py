@@ -132,6 +132,10 @@ class RequestHeaderPlan:
         if conn:
             skip = skip | {t.strip().lower() for t in conn.split(",")}
         for raw_name, raw_value in req.headers:
+            # nginx ignores fields with "_" in the name (underscores_in_headers
+            # off): a backend that folds "_" into "-" must not see X_Forwarded_For.
+            if b"_" in raw_name:
+                continue
             name = raw_name.decode("latin-1")
             if name.lower() not in skip:
                 out.append((name, raw_value.decode("latin-1")))

@@ -41,6 +41,7 @@ Config texts use placeholders, replaced per daemon:
                       answers (conftest.RAW_ANSWERS, by the path's first segment)
     @LOG@             the daemon's own access log file; when the config names
                       it, check() also compares the line each request logs
+    @CERT@, @KEY@     a self-signed certificate and key (conf/examples/tls)
 
 The text is the inside of ``http { }``; ``conf()`` adds ``events {}``, the http
 block and a prelude that turns off access logs and sets
@@ -59,6 +60,7 @@ absolute-form targets reach the daemons as a client sent them.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -66,6 +68,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -78,6 +81,7 @@ import pytest
 from tests.conftest import free_port, nginx_binary, wait_listening
 
 HERE = Path(__file__).resolve().parent
+_TLS = HERE.parent.parent / "conf" / "examples" / "tls"
 
 # --- the documented differences -------------------------------------------------
 
@@ -126,6 +130,10 @@ class Req:
         differs: opt-in normalizations (ids from DIFFERENCES.md).
         headers_out: response fields that must be present in nginx's answer.
         port: send to the daemon's @PORT@ (1) or @PORT2@ (2).
+        tls: speak TLS (no certificate check; SNI is ``sni``).
+        sni: the TLS server name; None sends none.
+        http2: speak HTTP/2 over TLS (ALPN h2): ``host`` is :authority,
+            ``raw`` and ``version`` are not used.
         id: the test id.
     """
 
@@ -141,6 +149,9 @@ class Req:
     differs: tuple[str, ...] = ()
     headers_out: tuple[str, ...] = ()
     port: int = 1
+    tls: bool = False
+    sni: str | None = None
+    http2: bool = False
     id: str | None = None
 
     def __post_init__(self) -> None:
@@ -208,7 +219,7 @@ class _Reader:
             return False
         try:
             data = self.sock.recv(65536)
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLError):
             data = b""
         if not data:
             self.eof = True
@@ -236,7 +247,8 @@ class _Reader:
         return out
 
 
-def exchange(port: int, data: bytes, head: bool, timeout: float = 5.0) -> Answer:
+def exchange(port: int, data: bytes, head: bool, timeout: float = 5.0, tls: bool = False,
+             sni: str | None = None) -> Answer:
     """Send ``data`` on a new connection to 127.0.0.1:port and read one response.
 
     Status 0 means the daemon closed the connection without answering; -1
@@ -244,10 +256,11 @@ def exchange(port: int, data: bytes, head: bool, timeout: float = 5.0) -> Answer
     HTTP/0.9 answer as it is): the body is then every byte received until
     the connection closed or went quiet.
     """
-    return exchange_many(port, [(data, head)], pipelined=False, timeout=timeout)[0]
+    return exchange_many(port, [(data, head)], pipelined=False, timeout=timeout, tls=tls, sni=sni)[0]
 
 
-def exchange_many(port: int, requests: list[tuple[bytes, bool]], pipelined: bool, timeout: float = 5.0) -> list[Answer]:
+def exchange_many(port: int, requests: list[tuple[bytes, bool]], pipelined: bool, timeout: float = 5.0,
+                  tls: bool = False, sni: str | None = None) -> list[Answer]:
     """Send several requests on one connection and read their responses.
 
     Args:
@@ -258,7 +271,14 @@ def exchange_many(port: int, requests: list[tuple[bytes, bool]], pipelined: bool
         One Answer per request; after a connection close, the rest are status 0.
     """
     out: list[Answer] = []
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        sock = raw
+        if tls:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            ctx.set_alpn_protocols(["http/1.1"])
+            sock = ctx.wrap_socket(raw, server_hostname=sni)
         r = _Reader(sock)
         if pipelined:
             _send(sock, b"".join(data for data, _ in requests))
@@ -267,6 +287,59 @@ def exchange_many(port: int, requests: list[tuple[bytes, bool]], pipelined: bool
                 _send(sock, data)
             out.append(_read_answer(sock, r, head))
     return out
+
+
+def exchange_h2(port: int, req: Req, subst: dict[str, str], timeout: float = 5.0) -> Answer:
+    """``req`` as one HTTP/2 stream over TLS (ALPN h2), with the h2 library.
+
+    Status 0 means the stream or connection was reset without an answer.
+    """
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        with ctx.wrap_socket(raw, server_hostname=req.sni) as sock:
+            assert sock.selected_alpn_protocol() == "h2", "the server did not agree to h2"
+            conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+            conn.initiate_connection()
+            fields = [(b":method", req.method.encode()), (b":path", _subst(req.target, subst).encode("latin-1")),
+                      (b":scheme", b"https")]
+            if req.host is not None:
+                fields.append((b":authority", _subst(req.host, subst).encode("latin-1")))
+            for k, v in req.headers:
+                fields.append((k.lower().encode("latin-1"), _subst(v, subst).encode("latin-1")))
+            if req.body is not None and not any(k.lower() == "content-length" for k, _ in req.headers):
+                fields.append((b"content-length", str(len(req.body)).encode()))
+            conn.send_headers(1, fields, end_stream=req.body is None)
+            if req.body is not None:
+                conn.send_data(1, req.body, end_stream=True)
+            sock.sendall(conn.data_to_send())
+            status, headers, body = 0, [], bytearray()
+            done = False
+            while not done:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                for ev in conn.receive_data(data):
+                    if isinstance(ev, h2.events.ResponseReceived):
+                        for k, v in ev.headers:
+                            if k == b":status":
+                                status = int(v)
+                            else:
+                                headers.append((k.decode("latin-1"), v.decode("latin-1")))
+                    elif isinstance(ev, h2.events.DataReceived):
+                        body += ev.data
+                        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset,
+                                         h2.events.ConnectionTerminated)):
+                        done = True
+                sock.sendall(conn.data_to_send())
+            return Answer(status, headers, bytes(body))
 
 
 def _send(sock: socket.socket, data: bytes) -> None:
@@ -359,9 +432,6 @@ def _short(data: str | bytes) -> Any:
 def view(ans: Answer, ports: dict[int, str], differs: tuple[str, ...], head: bool) -> dict[str, Any]:
     """The comparable form of an answer (see DIFFERENCES.md for each step)."""
     pats = _ports_re(ports)
-    boundary = re.search(r"boundary=([0-9A-Za-z'()+_,./:=?-]+)", ans.header("content-type") or "")
-    if boundary:
-        pats = [*pats, (re.compile(re.escape(boundary.group(1).encode())), b"@BOUNDARY@")]
     body = _sub_ports(ans.body, pats)
     body = _SIGNATURE.sub(_signature, body)
     multipart = _BOUNDARY.search(ans.header("content-type") or "")
@@ -531,6 +601,8 @@ class Daemons:
             "@DEAD@": f"127.0.0.1:{dead_port}",
             "@ROOT@": str(docroot),
             "@RAW@": f"127.0.0.1:{raw_port}",
+            "@CERT@": str(_TLS / "example-only.crt"),
+            "@KEY@": str(_TLS / "example-only.key"),
         }
         self.ndir, self.pdir = workdir / "nginx", workdir / "pyngx"
         self.nlog, self.plog = self.ndir / "access.log", self.pdir / "access.log"
@@ -666,7 +738,10 @@ class Pair:
     def _ask(self, port: int, subst: dict[str, str], req: Req, log: Path | None) -> Answer:
         start = len(self.backend.seen)
         lines = _lines(log)
-        ans = exchange(port, req.wire(subst), req.is_head)
+        if req.http2:
+            ans = exchange_h2(port, req, subst)
+        else:
+            ans = exchange(port, req.wire(subst), req.is_head, tls=req.tls, sni=req.sni)
         ans.seen = list(self.backend.seen[start:])
         if log is not None:
             # Both write the line when the request ends, pyngx from a queue:
@@ -765,6 +840,18 @@ for line in sys.stdin:
 _t_worker: subprocess.Popen[str] | None = None
 
 
+def _stop_t_worker(proc: subprocess.Popen[str]) -> None:
+    if proc.stdin is not None:
+        proc.stdin.close()  # the worker's loop ends at EOF
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
 def pyngx_t(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """``python -m pyngx ARGV`` for config checks (-t), answered by one long-lived
     Python process that calls ``pyngx.cli.main``: a few ms a check instead of
@@ -778,6 +865,7 @@ def pyngx_t(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     if _t_worker is None or _t_worker.poll() is not None:
         _t_worker = subprocess.Popen([sys.executable, "-c", _T_WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, cwd=cwd)
+        atexit.register(_stop_t_worker, _t_worker)
     assert _t_worker.stdin is not None and _t_worker.stdout is not None
     _t_worker.stdin.write(json.dumps({"argv": argv, "cwd": str(cwd)}) + "\n")
     _t_worker.stdin.flush()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.differential.harness import Pair, Req, conf, params, xfail
+from tests.differential.harness import Pair, Req, conf, params, pyngx_t, xfail
 
 
 def h(target: str, **kw: object) -> Req:
@@ -376,7 +376,6 @@ BAD_CONFIGS = {
 def test_config_errors_match_nginx(name, tmp_path):
     """pyngx -t refuses these configs with nginx's message and line."""
     import subprocess
-    import sys
 
     from tests.conftest import nginx_binary
 
@@ -389,7 +388,7 @@ def test_config_errors_match_nginx(name, tmp_path):
     path.write_text(text)
     n = subprocess.run([binary, "-t", "-p", str(tmp_path), "-c", str(path), "-e", str(tmp_path / "logs" / "e.log")],
                        capture_output=True, text=True, timeout=30)
-    p = subprocess.run([sys.executable, "-m", "pyngx", "-t", "-c", str(path)], capture_output=True, text=True, timeout=30)
+    p = pyngx_t(["-t", "-c", str(path)], tmp_path)  # as "python -m pyngx -t", without a Python start per case
     assert n.returncode == p.returncode == 1, (n.stderr, p.stderr)
     nline = next(line for line in n.stderr.splitlines() if "[emerg]" in line).split("[emerg] ", 1)[1]
     pline = next(line for line in p.stderr.splitlines() if "[emerg]" in line).split("[emerg] ", 1)[1]

@@ -84,8 +84,6 @@ def r(target: str, status: int, **kw: object) -> Req:
     return Req(target, status=status, reached=False, id=kw.pop("id", target), **kw)  # type: ignore[arg-type]
 
 
-TITLE_401 = ("return 401 (and every 401 page): nginx's page title and heading say '401 Authorization Required'; "
-             "pyngx's say '401 Unauthorized'")
 TITLE_494 = ("return 494: nginx answers status 400 with its 'Request Header Or Cookie Too Large' page (title "
              "'400 Request Header Or Cookie Too Large', heading '400 Bad Request' and a second line); pyngx "
              "answers status 494")

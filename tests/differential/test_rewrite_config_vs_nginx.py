@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import nginx_binary
+from tests.differential.harness import pyngx_t
 
 # (id, inside "server { }", inside "http { }" before the server)
 CASES: list[tuple[str, str, str]] = [
@@ -129,8 +129,7 @@ def test_same_verdict_as_nginx_t(nginx: str, tmp_path: Path, server: str, http: 
     path.write_text(_conf(server, http))
     n = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(path), "-e", str(tmp_path / "error.log"),
                         "-g", f"pid {tmp_path}/nginx.pid;"], capture_output=True, text=True, timeout=30)
-    p = subprocess.run([sys.executable, "-m", "pyngx", "-t", "-c", str(path)], capture_output=True, text=True,
-                       timeout=30, cwd=tmp_path)
+    p = pyngx_t(["-t", "-c", str(path)], tmp_path)  # as "python -m pyngx -t", without a Python start per case
     n_text, n_line = _verdict(n.stderr, path)
     p_text, p_line = _verdict(p.stderr, path)
     assert (p.returncode == 0) == (n.returncode == 0), (n.stderr, p.stderr)
