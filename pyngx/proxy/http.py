@@ -509,7 +509,8 @@ async def proxy_http(
     """
     loc = plan.loc
     watch = _Watch()
-    url = URL(plan.origin or "http://localhost", encoded=True)
+    # The upstream URL as logged; the yarl URL is built only for a try.
+    url = plan.origin or "http://localhost"
     started = False
     resp: aiohttp.ClientResponse | None = None
     peer: Peer | None = None
@@ -532,7 +533,7 @@ async def proxy_http(
                 log.error("upstream_failed", reason=err.reason, **_context(req, url))
                 raise
             req.proxy = pp
-            url = URL(pp.origin, encoded=True)
+            url = pp.origin
         else:
             assert plan.upstream is not None
             assert loc.proxy_pass is not None
@@ -595,12 +596,12 @@ async def proxy_http(
                     log.error("upstream_failed", reason=last.reason, **_context(req, url))
                 raise last
             tried.add(id(peer))
-            url = URL(f"{scheme}://localhost{uri}" if peer.unix else f"{scheme}://{peer.name}{uri}", encoded=True)
+            url = f"{scheme}://localhost{uri}" if peer.unix else f"{scheme}://{peer.name}{uri}"
             t0 = time.monotonic()
             try:
                 resp = await sessions.get(plan, peer).request(
                     method,
-                    url,
+                    URL(url, encoded=True),
                     headers=headers,
                     # a fresh iterator per try: one a failed try began is done for
                     data=body.__aiter__() if streamed and body is not None else data,
@@ -705,7 +706,7 @@ async def proxy_http(
 
 
 async def _aborted(
-    req: Request, plan: ProxyPlan, reason: str, started: bool, send: Send, log: Any, url: URL, body: _Body | None
+    req: Request, plan: ProxyPlan, reason: str, started: bool, send: Send, log: Any, url: str, body: _Body | None
 ) -> None:
     """Finish a request stopped by ``_Watch`` (see its reasons); a send
     timeout counts against the peer (max_fails), as nginx's timeout does."""
@@ -737,7 +738,7 @@ async def _aborted(
         req.body_bytes_sent = await send_error(send, status, plan.loc.server_tokens)
 
 
-def _context(req: Request, url: URL) -> dict[str, str]:
+def _context(req: Request, url: str | URL) -> dict[str, str]:
     return {
         "client": req.remote_addr,
         "server": req.server.server_names[0] if req.server is not None and req.server.server_names else "",

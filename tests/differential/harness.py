@@ -871,3 +871,37 @@ def pyngx_t(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     _t_worker.stdin.flush()
     answer = json.loads(_t_worker.stdout.readline())
     return subprocess.CompletedProcess([sys.executable, "-m", "pyngx", *argv], answer["rc"], "", answer["stderr"])
+
+
+def require_nginx() -> str:
+    """The nginx binary, or skip the test saying why."""
+    binary = nginx_binary()
+    if binary is None:
+        pytest.skip("nginx not found: set PYNGX_TEST_NGINX or install Debian's nginx-light")
+    return binary
+
+
+def nginx_t(path: Path, prefix: Path) -> subprocess.CompletedProcess[str]:
+    """``nginx -t`` on the config at ``path``, with its prefix, error log and pid under ``prefix``."""
+    return subprocess.run([require_nginx(), "-t", "-p", str(prefix), "-c", str(path), "-e", str(prefix / "error.log"),
+                           "-g", f"pid {prefix}/nginx.pid;"], capture_output=True, text=True, timeout=30)
+
+
+_T_PREFIX = re.compile(r"^(nginx|pyngx): \[(\w+)\] ")
+
+
+def t_verdict(lines: str) -> tuple[str, str | None, list[str]]:
+    """Read -t output: (the first [emerg] message without the program's name and
+    file, its line; or "ok", None) and the [warn] messages (file left out)."""
+    warns: list[str] = []
+    for line in lines.splitlines():
+        m = _T_PREFIX.match(line)
+        if m and m.group(2) == "warn":
+            warns.append(re.sub(r" in \S+:(\d+)$", r" :\1", line[m.end():]))
+        if m and m.group(2) == "emerg":
+            text = line[m.end():]
+            where = re.search(r" in (\S+):(\d+)$", text)
+            if where:
+                return text[: where.start()], where.group(2), warns
+            return text, None, warns
+    return "ok", None, warns

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.differential.harness import Pair, Req, conf, params, pyngx_t, xfail
+from tests.differential.harness import Pair, Req, conf, nginx_t, params, pyngx_t, xfail
 
 
 def h(target: str, **kw: object) -> Req:
@@ -375,19 +375,10 @@ BAD_CONFIGS = {
 @pytest.mark.parametrize("name", list(BAD_CONFIGS))
 def test_config_errors_match_nginx(name, tmp_path):
     """pyngx -t refuses these configs with nginx's message and line."""
-    import subprocess
-
-    from tests.conftest import nginx_binary
-
-    binary = nginx_binary()
-    if binary is None:
-        pytest.skip("nginx not found: set PYNGX_TEST_NGINX or install Debian's nginx-light")
     text = f"events {{}}\nhttp {{\n    server {{\n        listen 127.0.0.1:1;\n        {BAD_CONFIGS[name]}\n    }}\n}}\n"
-    (tmp_path / "logs").mkdir()
     path = tmp_path / "test.conf"
     path.write_text(text)
-    n = subprocess.run([binary, "-t", "-p", str(tmp_path), "-c", str(path), "-e", str(tmp_path / "logs" / "e.log")],
-                       capture_output=True, text=True, timeout=30)
+    n = nginx_t(path, tmp_path)
     p = pyngx_t(["-t", "-c", str(path)], tmp_path)  # as "python -m pyngx -t", without a Python start per case
     assert n.returncode == p.returncode == 1, (n.stderr, p.stderr)
     nline = next(line for line in n.stderr.splitlines() if "[emerg]" in line).split("[emerg] ", 1)[1]

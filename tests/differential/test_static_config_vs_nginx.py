@@ -5,14 +5,11 @@ same verdict, same message, same line.
 
 from __future__ import annotations
 
-import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import nginx_binary
-from tests.differential.harness import pyngx_t
+from tests.differential.harness import nginx_t, pyngx_t, t_verdict
 
 # (id, inside "server { }", inside "http { }" before the server)
 CASES: list[tuple[str, str, str]] = [
@@ -69,44 +66,15 @@ def _conf(server: str, http: str) -> str:
             "    }\n}\n")
 
 
-_PREFIX = re.compile(r"^(nginx|pyngx): \[(\w+)\] ")
-
-
-def _verdict(lines: str) -> tuple[str, str | None, list[str]]:
-    """(the first [emerg] message without the program's name and file, its
-    line; or "ok", None) and the [warn] messages."""
-    warns: list[str] = []
-    for line in lines.splitlines():
-        m = _PREFIX.match(line)
-        if m and m.group(2) == "warn":
-            warns.append(re.sub(r" in \S+:(\d+)$", r" :\1", line[m.end():]))
-        if m and m.group(2) == "emerg":
-            text = line[m.end():]
-            where = re.search(r" in (\S+):(\d+)$", text)
-            if where:
-                return text[: where.start()], where.group(2), warns
-            return text, None, warns
-    return "ok", None, warns
-
-
-@pytest.fixture(scope="module")
-def nginx() -> str:
-    binary = nginx_binary()
-    if binary is None:
-        pytest.skip("nginx not found: set PYNGX_TEST_NGINX or install Debian's nginx-light")
-    return binary
-
-
 @pytest.mark.parametrize(("server", "http"), [pytest.param(s, h, id=i) for i, s, h in CASES])
-def test_same_verdict_as_nginx_t(nginx: str, tmp_path: Path, server: str, http: str) -> None:
+def test_same_verdict_as_nginx_t(tmp_path: Path, server: str, http: str) -> None:
     """pyngx -t accepts what nginx -t accepts, with its warnings, and refuses the rest with its message and line."""
     path = tmp_path / "test.conf"
     path.write_text(_conf(server, http))
-    n = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(path), "-e", str(tmp_path / "error.log"),
-                        "-g", f"pid {tmp_path}/nginx.pid;"], capture_output=True, text=True, timeout=30)
+    n = nginx_t(path, tmp_path)
     p = pyngx_t(["-t", "-c", str(path)], tmp_path)  # as "python -m pyngx -t", without a Python start per case
-    n_text, n_line, n_warns = _verdict(n.stderr.replace(str(tmp_path) + "/", ""))
-    p_text, p_line, p_warns = _verdict(p.stderr.replace(str(tmp_path) + "/", ""))
+    n_text, n_line, n_warns = t_verdict(n.stderr.replace(str(tmp_path) + "/", ""))
+    p_text, p_line, p_warns = t_verdict(p.stderr.replace(str(tmp_path) + "/", ""))
     assert (p.returncode == 0) == (n.returncode == 0), (n.stderr, p.stderr)
     assert p_text == n_text
     if n_line is not None:
