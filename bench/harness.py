@@ -2,9 +2,10 @@
 
 Owns: starting and stopping every process the bench runs (each in its own
 process group, stopped by its id), the nginx and pyngx configs, the origin,
-the upload sink and the proxies under test (``Bed``), wrk and curl runs
-pinned to the load core, CPU, thread and RSS readings from /proc, and the
-machine description printed at the top of a report.
+the upload sink and WebSocket echo and the proxies under test (``Bed``),
+wrk, curl and WebSocket (ws_load.py) runs pinned to the load core, CPU,
+thread and RSS readings from /proc, and the machine description printed at
+the top of a report.
 
 Must not: decide what is measured or render tables (run.py, profiling.py).
 """
@@ -12,6 +13,7 @@ Must not: decide what is measured or render tables (run.py, profiling.py).
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import re
@@ -29,7 +31,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 OUT = BENCH / "out"
 PROXY_CPU = "0"  # the proxy under test
-LOAD_CPU = "1"  # origin, sink, wrk, curl
+LOAD_CPU = "1"  # origin, sink (and WebSocket echo), wrk, curl, ws_load.py
 
 BODY_13 = "hello world!\n"  # 13 bytes
 MIB = 1 << 20
@@ -309,9 +311,15 @@ def nginx_proxy_conf(tmp: Path, port: int, origin: int, sink: int) -> str:
         location / {{ proxy_pass http://origin; {up} }}
         # Stream uploads as pyngx does (nginx's default spools the whole body first).
         location /upload {{ proxy_pass http://sink; {up} proxy_request_buffering off; }}
+        # The WebSocket echo (in the sink's process): the upgrade must be asked for.
+        location /ws {{ proxy_pass http://127.0.0.1:{sink}; {WS_UPGRADE} }}
     }}
 }}
 """
+
+
+# Both nginx and pyngx pass an Upgrade only when told to (nginx docs: WebSocket proxying).
+WS_UPGRADE = 'proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";'
 
 
 def pyngx_conf(port: int, origin: int, sink: int, workers: int, body_size: bool) -> str:
@@ -324,6 +332,7 @@ http {{
         listen 127.0.0.1:{port};
         location / {{ proxy_pass http://127.0.0.1:{origin}; }}
         location /upload {{ proxy_pass http://127.0.0.1:{sink}; }}
+        location /ws {{ proxy_pass http://127.0.0.1:{sink}; {WS_UPGRADE} }}
     }}
 }}
 """
@@ -338,6 +347,7 @@ class Target:
     name: str
     port: int  # where GET /13 and /files/ go
     upload_port: int  # where PUT /upload goes
+    ws_port: int  # where the WebSocket echo, GET /ws, goes
     pid: int | None  # the proxy process (None for direct)
 
 
@@ -373,7 +383,7 @@ class Bed:
         p = self.procs.start("sink", pinned(LOAD_CPU, [sys.executable, str(BENCH / "peers" / "sink.py"), str(self.sink)]),
                              self.log("sink"))
         wait_http(self.sink, p, self.log("sink"), path="/")
-        self.targets["direct"] = Target("direct", self.origin, self.sink, None)
+        self.targets["direct"] = Target("direct", self.origin, self.sink, self.sink, None)
 
     def start_proxy(self, name: str, workers: int = 1, cpu: str = PROXY_CPU) -> Target:
         port = free_port()
@@ -385,8 +395,10 @@ class Bed:
             conf.write_text(nginx_proxy_conf(self.tmp, port, self.origin, self.sink))
             argv = [nginx(), "-p", str(self.tmp), "-e", "stderr", "-c", str(conf)]
         elif name in PEERS:
-            argv = [sys.executable, str(BENCH / "peers" / f"{name}_proxy.py"), str(port), origin, "--sink", sink]
+            argv = [sys.executable, str(BENCH / "peers" / f"{name}_proxy.py"), str(port), origin, "--sink", sink,
+                    "--ws", sink]
         else:  # pyngx
+            compile_pyngx(self.pyngx_root)
             conf = self.tmp / f"{name}.conf"
             conf.write_text(pyngx_conf(port, self.origin, self.sink, workers, body_size=True))
             if not pyngx_accepts(conf, self.pyngx_root):
@@ -395,13 +407,26 @@ class Bed:
             cwd = self.pyngx_root  # python -m pyngx imports the pyngx/ found there first
         p = self.procs.start(name, pinned(cpu, argv), log, cwd=cwd)
         wait_http(port, p, log)
-        t = Target(name, port, port, p.pid)
+        t = Target(name, port, port, port, p.pid)
         self.targets[name] = t
         return t
 
 
 def nginx() -> str:
     return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def compile_pyngx(root: Path) -> None:
+    """Byte-compile ``root/pyngx`` as ``pip install`` does, so start-up compiling does not count.
+
+    Compiling from source at each start leaves about 0.7 MiB more resident
+    memory behind than loading .pyc files, which an installed pyngx always
+    has; the peers' packages are installed and have them too. Writes
+    ``__pycache__/`` (git-ignored) even when PYTHONDONTWRITEBYTECODE is set.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "pyngx")], env=env, check=True,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=120)
 
 
 def pyngx_accepts(conf: Path, root: Path) -> bool:
@@ -412,7 +437,7 @@ def pyngx_accepts(conf: Path, root: Path) -> bool:
 
 
 # --------------------------------------------------------------------------
-# Load: wrk and curl, always on LOAD_CPU.
+# Load: wrk, curl and ws_load.py, always on LOAD_CPU.
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
@@ -480,6 +505,29 @@ def curl_transfer(procs: Procs, target: Target, size: int, upload: bool) -> floa
         raise RuntimeError(f"{target.name}: {'upload' if upload else 'download'} moved {moved} of {size} bytes, "
                            f"status {code}")
     return seconds
+
+
+@dataclass
+class WsResult:
+    rate: float  # echo round trips (messages) per second
+    cpu: float | None  # the proxy's CPU µs per message
+
+
+def ws_echo(procs: Procs, target: Target, conns: int, duration: float) -> WsResult:
+    """WebSocket echo round trips through the target: ``ws_load.py`` on LOAD_CPU.
+
+    The client checks every echo and reads the proxy's CPU time itself, at
+    the edges of its timed window, so connecting and closing do not count.
+    """
+    url = f"ws://127.0.0.1:{target.ws_port}/ws"
+    argv = [sys.executable, str(BENCH / "ws_load.py"), url, str(conns), f"{duration:g}"]
+    if target.pid is not None:
+        argv += ["--pid", str(target.pid)]
+    out = json.loads(procs.run(pinned(LOAD_CPU, argv), timeout=duration + 60).strip().splitlines()[-1])
+    if not out["messages"]:
+        raise RuntimeError(f"{target.name}: no WebSocket message echoed in {duration:g} s at {conns} conns")
+    cpu = 1e6 * out["cpu"] / out["messages"] if out["cpu"] is not None else None
+    return WsResult(out["messages"] / out["seconds"], cpu)
 
 
 # --------------------------------------------------------------------------

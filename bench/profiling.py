@@ -118,8 +118,9 @@ def profile_transfer(procs: Procs, tmp: Path, t: Target, upload: bool, args: arg
 #: The layer a sampled stack belongs to: the innermost frame from one of these
 #: (frames are "Qualname (path:line)", path relative to its sys.path entry).
 LAYERS = (
+    # pyngx's Connection (Hypercorn's TCPServer subclass, listener.py) is server work.
+    ("Hypercorn server + h11", ("hypercorn/", "h11/", "pyngx/listener.py")),
     ("app code (pyngx; the peer's handler)", ("pyngx/", "asgi_proxy.py")),
-    ("Hypercorn server + h11", ("hypercorn/", "h11/")),
     ("aiohttp client (+ yarl, multidict)", ("aiohttp/", "yarl/", "multidict/", "propcache/", "aiohappyeyeballs/")),
     ("logging (structlog, logging)", ("structlog/", "logging/")),
 )
@@ -131,7 +132,8 @@ _LOOP_ENTRY = ("asyncio/runners.py", "asyncio/base_events.py")
 INCLUSIVE = (
     "App.serve", "App.request", "Request.__init__", "normalize_uri", "RouteTable.group", "RouteTable.location",
     "proxy_http", "ProxyPlan.upstream_uri", "RequestHeaderPlan.build", "response_headers", "server_header",
-    "_Disconnect.__init__", "_Disconnect.start", "_Disconnect._watch", "_Disconnect.stop", "AccessLogger.log",
+    "_Watch.__init__", "_Watch.start", "_Watch.stop", "AccessLogger.log", "ResponseFilter.__call__",
+    "Connection.protocol_send", "Connection.flush", "_IdleTimer.restart",
 )
 
 

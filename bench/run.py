@@ -4,10 +4,12 @@ Owns: the command line, the cases (what runs, in which order, over how
 many interleaved repetitions) and the Markdown report of medians, printed
 and written to bench/results.md. harness.py starts the origin (nginx,
 ``return 200`` with a 13-byte body, static files of 1 MiB and 1 GiB), the
-upload sink and the proxies, and runs wrk and curl; ``--profile``
+upload sink (which also serves the WebSocket echo, /ws) and the proxies, and
+runs wrk, curl and the WebSocket client (ws_load.py); ``--profile``
 (profiling.py, bench/profile.sh) runs pyngx under py-spy instead.
 
-Targets (the proxy under test on core 0, origin, sink, wrk and curl on core 1):
+Targets (the proxy under test on core 0; origin, sink, wrk, curl and the
+WebSocket client on core 1):
 
     direct    wrk/curl straight to the origin (the limit)
     nginx     nginx as reverse proxy: 1 worker, upstream keepalive
@@ -37,7 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import (BENCH, GIB, MIB, PEERS, ROOT, TARGETS, Bed, CpuWatch, Procs, RssPeak, WrkResult, hold_signals,
-                     cpu_seconds, curl_transfer, export_commit, loaded, machine, nginx, pyngx_version, tree, wrk)
+                     cpu_seconds, curl_transfer, export_commit, loaded, machine, nginx, pyngx_version, tree, wrk,
+                     ws_echo)
 from profiling import profile
 
 TITLES = {
@@ -84,7 +87,18 @@ METRICS = (
     Metric("down_s", "{big} download: seconds", "s", False, lambda v: f"{v:.2f} s"),
     Metric("down_rss", "{big} download: peak RSS", "MiB", False, lambda v: f"{v:.0f} MiB"),
     Metric("down_cpu", "{big} download: proxy CPU seconds", "s", False, lambda v: f"{v:.2f} s"),
+    Metric("ws1_rate", "WebSocket echo, 1 conn: msg/s", "msg/s", True, _int),
+    Metric("ws100_rate", "WebSocket echo, 100 conns: msg/s", "msg/s", True, _int),
+    Metric("ws100_cpu", "WebSocket echo, 100 conns: proxy CPU per message", "µs", False, lambda v: f"{v:.0f} µs"),
 )
+
+# --cases: the groups of cases that can be run alone.
+CASES = {
+    "13b": "13 B at 32 conns and at 1 conn",
+    "1m": "1 MiB at 8 conns",
+    "big": "the upload and the download",
+    "ws": "WebSocket echo at 1 and 100 conns",
+}
 
 
 def size_name(n: int) -> str:
@@ -117,10 +131,15 @@ def best_peer(res: Results, m: Metric) -> tuple[str, float] | None:
     return (max if m.higher_is_better else min)(found, key=lambda tv: tv[1])
 
 
-def table(res: Results, targets: list[str], big: int, ws_row: str) -> str:
+def measured(res: Results) -> list[Metric]:
+    """The metrics with at least one value: those of the cases that ran."""
+    return [m for m in METRICS if any(key == m.key for key, _ in res.values)]
+
+
+def table(res: Results, targets: list[str], big: int) -> str:
     head = ["case"] + [TITLES[t] for t in targets] + ["fastest Py peer (P)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for m in METRICS:
+    for m in measured(res):
         ngx = res.median(m.key, "nginx")
         best = best_peer(res, m)
         cells = [m.label.format(big=size_name(big))]
@@ -132,14 +151,12 @@ def table(res: Results, targets: list[str], big: int, ws_row: str) -> str:
                 cells.append(f"{m.fmt(v)} ({ratio(v, ngx)} N, {ratio(v, best[1] if best else None)} P)")
         cells.append(best[0] if best else "–")
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("| WebSocket echo msg/s, 1 and 100 conns | " + " | ".join([ws_row] + [""] * (len(targets) - 1))
-                 + " | |")
     return "\n".join(lines)
 
 
 def raw_table(res: Results, targets: list[str], big: int) -> str:
     lines = ["| case | " + " | ".join(targets) + " |", "|---|" + "---|" * len(targets)]
-    for m in METRICS:
+    for m in measured(res):
         cells = []
         for t in targets:
             vals = res.values.get((m.key, t))
@@ -155,11 +172,11 @@ def raw_table(res: Results, targets: list[str], big: int) -> str:
 def measure(bed: Bed, res: Results, args: argparse.Namespace, names: list[str]) -> None:
     """One repetition per loop: each case runs every target back to back,
     in an order rotated per repetition, so that drift hits all alike."""
-    d = args.duration
+    d, cases = args.duration, args.cases
     for rep in range(args.reps):
         order = names[rep % len(names):] + names[: rep % len(names)]
         print(f"repetition {rep + 1}/{args.reps} (order: {', '.join(order)})", flush=True)
-        for t in order:
+        for t in order if "13b" in cases else ():
             r, cpu = loaded(bed.procs, bed.targets[t], "/13", 32, d)
             res.add("a_rps", t, r.rps)
             res.add("a_p50", t, r.p50)
@@ -168,20 +185,20 @@ def measure(bed: Bed, res: Results, args: argparse.Namespace, names: list[str]) 
             _errors(res, t, "13 B, 32 conns", r)
             print(f"  {t:8} 13 B x32: {r.rps:9,.0f} req/s  p50 {_ms_fmt(r.p50)}  p99 {_ms_fmt(r.p99)}"
                   + (f"  {cpu:.0f} µs CPU/req" if cpu is not None else ""), flush=True)
-        for t in order:
+        for t in order if "13b" in cases else ():
             r, _ = loaded(bed.procs, bed.targets[t], "/13", 1, d)
             res.add("b_p50", t, r.p50)
             res.add("b_rps", t, r.rps)
             _errors(res, t, "13 B, 1 conn", r)
             print(f"  {t:8} 13 B x1:  {r.rps:9,.0f} req/s  p50 {_ms_fmt(r.p50)}", flush=True)
-        for t in order:
+        for t in order if "1m" in cases else ():
             r, cpu = loaded(bed.procs, bed.targets[t], "/files/1m", 8, d)
             res.add("c_rps", t, r.rps)
             res.add("c_cpu", t, cpu)
             _errors(res, t, "1 MiB, 8 conns", r)
             print(f"  {t:8} 1 MiB x8: {r.rps:9,.0f} req/s" + (f"  {cpu:.0f} µs CPU/req" if cpu is not None else ""),
                   flush=True)
-        for upload in (True, False):
+        for upload in (True, False) if "big" in cases else ():
             kind = "up" if upload else "down"
             for t in order:
                 target = bed.targets[t]
@@ -196,6 +213,14 @@ def measure(bed: Bed, res: Results, args: argparse.Namespace, names: list[str]) 
                     res.add(f"{kind}_cpu", t, cpu)
                     line += f"  peak RSS {peak.peak / 1024:.0f} MiB  CPU {cpu:.2f} s"
                 print(line, flush=True)
+        for conns in (1, 100) if "ws" in cases else ():
+            for t in order:
+                w = ws_echo(bed.procs, bed.targets[t], conns, d)
+                res.add(f"ws{conns}_rate", t, w.rate)
+                if conns == 100:
+                    res.add("ws100_cpu", t, w.cpu)
+                print(f"  {t:8} WS x{conns:<3}: {w.rate:9,.0f} msg/s"
+                      + (f"  {w.cpu:.0f} µs CPU/msg" if w.cpu is not None else ""), flush=True)
 
 
 def _errors(res: Results, t: str, case: str, r: WrkResult) -> None:
@@ -203,11 +228,13 @@ def _errors(res: Results, t: str, case: str, r: WrkResult) -> None:
         res.errors.append(f"{t}, {case}: {r.errors}")
 
 
-def warm(bed: Bed, names: list[str]) -> None:
+def warm(bed: Bed, names: list[str], cases: set[str]) -> None:
     """Fill every pool and cache before the first measured second."""
     for t in names:
         wrk(bed.procs, f"http://127.0.0.1:{bed.targets[t].port}/13", 32, 1)
         wrk(bed.procs, f"http://127.0.0.1:{bed.targets[t].port}/files/1m", 8, 1)
+        if "ws" in cases:
+            ws_echo(bed.procs, bed.targets[t], 100, 0.5)
 
 
 def workers_line(bed: Bed, res: Results, args: argparse.Namespace) -> str:
@@ -229,17 +256,14 @@ def workers_line(bed: Bed, res: Results, args: argparse.Namespace) -> str:
             "the req/s is not comparable to the pinned figures above, the CPU per request is)")
 
 
-def ws_row() -> str:
-    return "see `python bench/ws_bench.py` (`--ws`)" if (BENCH / "ws_bench.py").exists() else "n/a"
-
-
 def ws_bench(procs: Procs) -> str:
     """Run bench/ws_bench.py (another file, its own setup) and return its output."""
     try:
         out = procs.run([sys.executable, str(BENCH / "ws_bench.py")], timeout=600)
     except RuntimeError as exc:
         out = f"ws_bench.py failed: {exc}"
-    return "## WebSocket (bench/ws_bench.py, unpinned)\n\n```\n" + out.strip() + "\n```"
+    return ("## WebSocket streaming and memory (bench/ws_bench.py, pyngx only, unpinned)\n\n```\n" + out.strip()
+            + "\n```")
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -259,13 +283,13 @@ def bench(args: argparse.Namespace) -> int:
                 bed.start_proxy(t)
         print(f"origin 127.0.0.1:{bed.origin}, sink 127.0.0.1:{bed.sink}; "
               + ", ".join(f"{t} :{bed.targets[t].port}" for t in names), flush=True)
-        warm(bed, names)
+        warm(bed, names, args.cases)
         res = Results()
         t0 = time.monotonic()
         cpu = CpuWatch(procs)
         measure(bed, res, args, names)
         res.foreign = cpu.foreign()
-        w2 = workers_line(bed, res, args) if "pyngx" in names else "not run"
+        w2 = workers_line(bed, res, args) if "pyngx" in names and "13b" in args.cases else "not run"
         elapsed = time.monotonic() - t0
         report = render(res, names, args, w2, elapsed)
         if args.ws and (BENCH / "ws_bench.py").exists():
@@ -291,14 +315,17 @@ def render(res: Results, names: list[str], args: argparse.Namespace, w2: str, el
         machine(),
         f"- {pyngx_version(args.pyngx, args.commit_label)}",
         f"- run: `{' '.join(['python bench/run.py', *sys.argv[1:]])}`, {args.reps} repetitions, "
-        f"wrk {args.duration:g} s per case, {big} transfers; measuring took {elapsed / 60:.1f} min",
+        f"wrk and WebSocket {args.duration:g} s per case, {big} transfers"
+        + (f", cases {','.join(sorted(args.cases))}" if args.cases != set(CASES) else "")
+        + f"; measuring took {elapsed / 60:.1f} min",
         "",
         f"Medians of {args.reps} interleaved repetitions. The proxy under test runs on core 0; the origin "
-        "(nginx 1 worker: `return 200` with 13 bytes, static files), the upload sink, wrk (1 thread) and curl "
-        "on core 1. Each figure is followed by its ratio to nginx (N) and to the fastest Python peer (P, "
+        "(nginx 1 worker: `return 200` with 13 bytes, static files), the upload sink and WebSocket echo "
+        "(aiohttp.web), wrk (1 thread), curl and the WebSocket client (aiohttp, 64-byte text round trips; "
+        "1 round trip = 1 message) on core 1. Each figure is followed by its ratio to nginx (N) and to the fastest Python peer (P, "
         "the best of the aiohttp.web and ASGI peers for that row). Latency, seconds and RSS: lower is better.",
         "",
-        table(res, names, args.big, ws_row()),
+        table(res, names, args.big),
         "",
         f"pyngx `worker_processes 2`: {w2}",
         "",
@@ -320,14 +347,19 @@ def render(res: Results, names: list[str], args: argparse.Namespace, w2: str, el
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="3 repetitions, 2 s per wrk case, 256 MiB transfers (under 3 minutes)")
+                   help="3 repetitions, 2 s per wrk or WebSocket case, 256 MiB transfers (about 3.5 minutes)")
     p.add_argument("--reps", type=int, default=None, help="repetitions, interleaved (default 5; --quick 3)")
     p.add_argument("--duration", type=float, default=None,
-                   help="seconds per wrk case (default 4; --quick 2; --profile 8)")
+                   help="seconds per wrk or WebSocket case (default 4; --quick 2; --profile 8)")
     p.add_argument("--big", type=int, default=None,
                    help="bytes in the upload/download case (default 1 GiB; --quick 256 MiB)")
     p.add_argument("--only", default=",".join(TARGETS), help=f"comma-separated targets (default {','.join(TARGETS)})")
-    p.add_argument("--ws", action="store_true", help="also run bench/ws_bench.py and append its output")
+    p.add_argument("--cases", default=",".join(CASES),
+                   help="comma-separated cases (default: all), e.g. --cases ws\n"
+                        + "\n".join(f"  {k}: {v}" for k, v in CASES.items()))
+    p.add_argument("--ws", action="store_true",
+                   help="also run bench/ws_bench.py (WebSocket streaming and RSS with 500 open, pyngx only)\n"
+                        "and append its output; the echo figures are in the table anyway")
     p.add_argument("--no-write", action="store_true", help="print the table only, leave bench/results.md alone")
     p.add_argument("--profile", action="store_true",
                    help="run pyngx under py-spy while wrk loads it; write bench/out/ (see bench/profile.sh)")
@@ -347,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = args.only - set(TARGETS)
     if unknown:
         p.error(f"unknown target(s): {', '.join(sorted(unknown))}")
+    args.cases = {c.strip() for c in args.cases.split(",") if c.strip()}
+    if not args.cases or args.cases - set(CASES):
+        p.error(f"--cases: choose from {', '.join(CASES)}")
     if args.reps < 1:
         p.error("--reps must be at least 1")
     for tool in ("wrk", "curl", "taskset"):

@@ -5,8 +5,13 @@ pooled aiohttp ClientSession) with none of pyngx's features: no routing,
 no Request object, no variables, no header plan, no disconnect watcher,
 no access log. What pyngx costs on top of this is pyngx's own.
 
-Usage: python bench/peers/asgi_proxy.py PORT UPSTREAM [--sink URL]
-(paths under /upload go to --sink when given). Binds 127.0.0.1 only.
+WebSocket: the ASGI "websocket" scope (paths under /ws) is accepted and
+relayed to --ws over ``session.ws_connect``, one pump task per direction;
+either side closing closes the other.
+
+Usage: python bench/peers/asgi_proxy.py PORT UPSTREAM [--sink URL] [--ws URL]
+(paths under /upload go to --sink, under /ws to --ws, when given). Binds
+127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+from aiohttp import WSMsgType
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
@@ -26,8 +32,8 @@ SKIP_RESPONSE = HOP_BY_HOP | {b"date", b"server"}
 
 
 class Proxy:
-    def __init__(self, upstream: str, sink: str) -> None:
-        self.upstream, self.sink = upstream.rstrip("/"), sink.rstrip("/")
+    def __init__(self, upstream: str, sink: str, ws: str) -> None:
+        self.upstream, self.sink, self.ws = upstream.rstrip("/"), sink.rstrip("/"), ws.rstrip("/")
         self.session: aiohttp.ClientSession | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -40,6 +46,9 @@ class Proxy:
             await receive()  # lifespan.shutdown
             await self.session.close()
             await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] == "websocket":
+            await self.websocket(scope, receive, send)
             return
         path = scope["raw_path"].decode("latin-1")
         if scope["query_string"]:
@@ -70,12 +79,38 @@ class Proxy:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    async def websocket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()  # websocket.connect
+        assert self.session is not None
+        async with self.session.ws_connect(self.ws + scope["raw_path"].decode("latin-1"), max_msg_size=0) as up:
+            await send({"type": "websocket.accept"})
+
+            async def client_to_upstream() -> None:
+                while (msg := await receive())["type"] == "websocket.receive":
+                    if msg.get("text") is not None:
+                        await up.send_str(msg["text"])
+                    else:
+                        await up.send_bytes(msg["bytes"])
+                await up.close()  # websocket.disconnect
+
+            async def upstream_to_client() -> None:
+                async for msg in up:
+                    if msg.type is WSMsgType.TEXT:
+                        await send({"type": "websocket.send", "text": msg.data})
+                    elif msg.type is WSMsgType.BINARY:
+                        await send({"type": "websocket.send", "bytes": msg.data})
+                # Hypercorn ignores this if the client has already gone.
+                await send({"type": "websocket.close", "code": up.close_code or 1000})
+
+            await asyncio.gather(client_to_upstream(), upstream_to_client())
+
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("port", type=int)
     p.add_argument("upstream")
     p.add_argument("--sink", default="")
+    p.add_argument("--ws", default="")
     args = p.parse_args()
     config = Config()
     config.bind = [f"127.0.0.1:{args.port}"]
@@ -87,7 +122,7 @@ def main() -> None:
     except ImportError:
         loop_factory = None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(serve(Proxy(args.upstream, args.sink), config))  # type: ignore[arg-type]
+        runner.run(serve(Proxy(args.upstream, args.sink, args.ws), config))  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":
