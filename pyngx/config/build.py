@@ -21,7 +21,6 @@ src/http/ngx_http_core_module.c (ngx_http_core_location, listen).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -207,6 +206,8 @@ class _Builder:
         if spec is None:
             if d.name in NGINX_DIRECTIVES:
                 raise ConfigError(f'"{d.name}" directive is not supported by pyngx', d.file, d.line)
+            import difflib  # only for this hint: a running daemon need not hold it
+
             close = difflib.get_close_matches(d.name, DIRECTIVES.keys(), n=1)
             hint = f'did you mean "{close[0]}"?' if close else None
             raise ConfigError(f'unknown directive "{d.name}"', d.file, d.line, hint=hint)

@@ -15,17 +15,22 @@ Source: nginx src/core/ngx_conf_file.c (ngx_conf_read_token, ngx_conf_include).
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
-
 from pyngx.errors import ConfigError
+from pyngx.memory import hidden
+
+# lark imports the third-party ``regex`` package whenever it is installed
+# (lark/utils.py, lark/lark.py) but uses it only for Lark(regex=True) and
+# for \p{...} classes, neither of which grammar.lark has. Loading it would
+# cost about 1.4 MiB of resident memory for the daemon's whole life.
+with hidden("regex"):
+    from lark import Lark, Token, Tree
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
 
@@ -214,6 +219,8 @@ class _State:
             raise ConfigError('invalid number of arguments in "include" directive', file, line)
         if depth >= MAX_INCLUDE_DEPTH:
             raise ConfigError(f'include nesting too deep (more than {MAX_INCLUDE_DEPTH} levels)', file, line)
+        import glob  # here, not at the top: only include uses it, so a daemon without includes never loads it
+
         pattern = args[0]
         full = pattern if os.path.isabs(pattern) else str(self.prefix / pattern)
         if glob.has_magic(full):
