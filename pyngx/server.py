@@ -1,10 +1,10 @@
 """Serving one process: listen sockets, Hypercorn, signals, reload, pid file.
 
 Owns: opening ``listen`` sockets (with nginx's bind error text), one
-Hypercorn ``worker_serve`` per listen socket (so that a reload can open
+``pyngx.listener.Listener`` per listen socket (so that a reload can open
 new addresses and drain removed ones while unchanged ones keep their
-sockets), or a ``pyngx.listener.Listener`` for a TLS or h2c address (its
-plan from ``pyngx.tls.build``, renewed on reload), the signal handlers,
+sockets; its TLS / HTTP/2 plan comes from ``pyngx.tls.build`` and is
+renewed on reload), the signal handlers,
 config reload (SIGHUP and file watching), the pid file and its lock,
 systemd notification, and ``daemon on``.
 
@@ -32,16 +32,14 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
-from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.config import Sockets
-from hypercorn.utils import wrap_app
+from hypercorn.typing import AppWrapper
 
 from pyngx import log as pyngx_log
 from pyngx import listener as tls_listener
-from pyngx import notify, tls
+from pyngx import memory, notify, tls
 from pyngx.app import App
 from pyngx.proxy import websocket
 from pyngx.config.model import Config
@@ -240,8 +238,7 @@ class _Listener:
     sock: socket.socket
     stop: asyncio.Event
     task: asyncio.Task[None]
-    #: pyngx's own listener (TLS, h2c), else None: Hypercorn's worker_serve.
-    own: tls_listener.Listener | None = None
+    own: tls_listener.Listener
 
 
 class Server:
@@ -273,7 +270,8 @@ class Server:
         self.app = App(config)
         self.hc = hypercorn_config()
         self.hc.keep_alive_timeout = client_keepalive(config)
-        self.asgi = wrap_app(self.app, self.hc.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+        #: The app as Hypercorn calls it (App takes Hypercorn's wrapper arguments itself).
+        self.asgi = cast(AppWrapper, self.app)  # its dict-typed scopes are Hypercorn's TypedDicts
         #: TLS and HTTP/2 plans of the current config, by listen address (pyngx.tls).
         self.tls_plans = tls_plans if tls_plans is not None else tls.build(config).plans
         self.listeners: dict[Address, _Listener] = {}
@@ -299,10 +297,11 @@ class Server:
         }
         for sig, handler in handlers.items():
             loop.add_signal_handler(sig, handler)
+        memory.settle()
         for addr, sock in self.socks.items():
             self.start_listener(addr, sock)
         # The sockets listen already (bound before the loop); connections queue
-        # until Hypercorn's accept loops start on the next iterations.
+        # until the accept loops start on the next iterations.
         await asyncio.sleep(0)
         if not self.is_worker:
             if self.config.pid:
@@ -356,43 +355,24 @@ class Server:
 
     def start_listener(self, addr: Address, sock: socket.socket) -> None:
         stop = asyncio.Event()
+        own = tls_listener.Listener(self.asgi, self.hc, self.listen_plan(addr, sock))
+        task = asyncio.get_running_loop().create_task(own.serve(sock, stop.wait))
+        self.listeners[addr] = _Listener(sock, stop, task, own)
+
+    def listen_plan(self, addr: Address, sock: socket.socket) -> tls.ListenPlan:
+        """The TLS / HTTP/2 plan of ``addr`` in the current config (a plain one if it has none)."""
         plan = self.tls_plans.get(addr)
-        if plan is not None:  # TLS or h2c: pyngx's own accept loop (pyngx.listener)
-            own = tls_listener.Listener(self.asgi, self.hc, plan)
-            task = asyncio.get_running_loop().create_task(own.serve(sock, stop.wait))
-            self.listeners[addr] = _Listener(sock, stop, task, own)
-            return
-        task = asyncio.get_running_loop().create_task(
-            worker_serve(self.asgi, self.hc, sockets=Sockets([], [sock], []), shutdown_trigger=stop.wait)
-        )
-        self.listeners[addr] = _Listener(sock, stop, task)
+        return plan if plan is not None else tls.ListenPlan(sockname(sock), None, False)
 
     def retune_listener(self, addr: Address) -> None:
-        """Give a kept listener the current config's TLS / HTTP/2 plan.
+        """Give a kept listener the current config's plan and keep-alive timeout.
 
-        A TLS or h2c listener takes the new plan for the connections it
-        accepts from now on (new certificates included); one that changes
-        kind (plain HTTP/1.1 <-> TLS or h2c) is restarted on a duplicate of
-        its socket, so the address never stops listening, and the old one
-        drains.
+        It takes them for the connections it accepts from now on (new
+        certificates, TLS or HTTP/2 turned on or off); connections already
+        open keep what they started with.
         """
         listener = self.listeners[addr]
-        plan = self.tls_plans.get(addr)
-        if listener.own is not None and plan is not None:
-            listener.own.update(plan)
-            return
-        if listener.own is None and plan is None:
-            return
-        sock = listener.sock.dup()  # the old listener closes its own descriptor when it stops
-        self.socks[addr] = sock
-        self.start_listener(addr, sock)
-        listener.stop.set()
-
-        async def drain() -> None:
-            await asyncio.gather(listener.task, return_exceptions=True)
-            listener.sock.close()
-
-        asyncio.get_running_loop().create_task(drain())
+        listener.own.update(self.listen_plan(addr, listener.sock))
 
     async def stop_listener(self, addr: Address) -> None:
         """Stop accepting on ``addr``; its connections drain gracefully."""
@@ -471,6 +451,7 @@ class Server:
             summary += f"; listen +{len(added)} -{len(removed)}"
         pyngx_log.configure(new.error_log)
         self.log.info("config_reloaded", nginx_level="notice", reason=f"{why}: {summary}")
+        memory.settle(reloaded=True)
         return True
 
 
