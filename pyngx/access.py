@@ -100,6 +100,8 @@ def allowed(rules: tuple[AccessRule, ...], remote_addr: str) -> bool:
         rules: the current level's rules (an inner level's rules replace the outer ones).
         remote_addr: ``$remote_addr`` ("" for a UNIX-socket client).
     """
+    if not rules:
+        return True
     addr = client_address(remote_addr)
     for rule in rules:
         if rule.matches(addr):

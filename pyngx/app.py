@@ -53,7 +53,7 @@ from typing import Any
 from pyngx import log as pyngx_log
 from pyngx import listener
 from pyngx.access import allowed, real_ip
-from pyngx.asgi import KeptBody, StatusSend, close_connection
+from pyngx.asgi import KeptBody, close_connection
 from pyngx.config.model import Config, LocationConf
 from pyngx.errors import SpecialResponse
 from pyngx.filters import ResponseFilter, body_too_large, send_too_large
@@ -113,10 +113,14 @@ class App:
         old.retire()
         return old
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, sync_spawn: Any = None,
+                       call_soon: Any = None) -> None:
+        """The ASGI entry point; also Hypercorn's app-wrapper call (it passes
+        ``sync_spawn`` and ``call_soon``, which pyngx does not use), so that
+        Hypercorn calls the app without a wrapper's extra coroutine per request."""
         kind = scope["type"]
         if kind == "http":
-            await self.http(scope, receive, send)
+            await self.serve(scope, receive, send, websocket=False)
         elif kind == "websocket":
             await self.websocket(scope, receive, send)
         elif kind == "lifespan":
@@ -182,9 +186,6 @@ class App:
         req.quoted_uri, req.plus_in_uri = quoted, b"+" in raw
         return req, quoted
 
-    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.serve(scope, receive, send, websocket=False)
-
     async def serve(self, scope: Scope, receive: Receive, raw_send: Send, websocket: bool) -> None:
         """Route one request (HTTP or WebSocket handshake) and run its handler."""
         rt = self.runtime
@@ -229,7 +230,7 @@ class App:
                           client=req.remote_addr, server=req.host)
             rt.access.log(srv.conf.access_log, req)
             return
-        await self.phases(_Flow(rt, req, scope, receive, raw_send, StatusSend(send, req), websocket, quoted))
+        await self.phases(_Flow(rt, req, scope, receive, raw_send, filtered, websocket, quoted))
         rt.access.log((req.location or srv.conf).access_log, req)
 
     # -- the phases -----------------------------------------------------------------
@@ -497,7 +498,7 @@ class _Flow:
                  "uri_changes", "error_page_done", "location")
 
     def __init__(self, rt: Runtime, req: Request, scope: Scope, receive: Receive, raw_send: Send,
-                 send: StatusSend, websocket: bool, quoted: bool) -> None:
+                 send: ResponseFilter, websocket: bool, quoted: bool) -> None:
         self.rt = rt
         self.req = req
         assert req.server is not None

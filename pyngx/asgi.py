@@ -1,7 +1,6 @@
 """The ASGI plumbing of one request's phases: what ASGI lacks for nginx's semantics.
 
-Owns: ``StatusSend`` (the send that gives an answer the status error_page
-chose), ``KeptBody`` (the receive that keeps the request body for a handler
+Owns: ``KeptBody`` (the receive that keeps the request body for a handler
 after an internal redirect), and ``close_connection`` (``return 444``:
 close without an answer, which ASGI has no message for, done on
 Hypercorn's streams).
@@ -20,33 +19,8 @@ from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.http_stream import ASGIHTTPState, HTTPStream
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 
-from pyngx.request import Request
-
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class StatusSend:
-    """The send of one request: once ``err_status`` is set (an error_page
-    acted), every answer starts with that status and the request logs it
-    (nginx: r->err_status in ngx_http_send_header).
-
-    Attributes:
-        err_status: the status answers get; 0 leaves them as they are.
-    """
-
-    __slots__ = ("send", "req", "err_status")
-
-    def __init__(self, send: Send, req: Request) -> None:
-        self.send = send
-        self.req = req
-        self.err_status = 0
-
-    async def __call__(self, message: dict[str, Any]) -> None:
-        if self.err_status and message["type"] == "http.response.start":
-            message = {**message, "status": self.err_status}
-            self.req.status = self.err_status
-        await self.send(message)
 
 
 class KeptBody:

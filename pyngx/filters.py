@@ -106,17 +106,29 @@ class ResponseFilter:
     app.py wraps each request's send once; ``req`` is set as soon as the
     request is built, and read when the response starts (after routing).
     Body messages pass with one type test.
+
+    Attributes:
+        err_status: once set (an error_page acted), every answer starts
+            with this status and the request logs it (nginx: r->err_status
+            in ngx_http_send_header); 0 leaves answers as they are.
     """
 
-    __slots__ = ("send", "req")
+    __slots__ = ("send", "req", "err_status")
 
     def __init__(self, send: Send, req: Request | None = None) -> None:
         self.send = send
         self.req = req
+        self.err_status = 0
 
     async def __call__(self, message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
-            message = {**message, "headers": response_headers(self.req, message["status"], list(message["headers"]))}
+            status = message["status"]
+            if self.err_status:
+                status = self.err_status
+                if self.req is not None:
+                    self.req.status = status
+            message = {**message, "status": status,
+                       "headers": response_headers(self.req, status, list(message["headers"]))}
         await self.send(message)
 
 

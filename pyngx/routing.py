@@ -35,6 +35,7 @@ Must not: do I/O or import asyncio/aiohttp.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from dataclasses import dataclass, field
@@ -242,6 +243,7 @@ class RouteTable:
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_host(value: str) -> str | None:
     """Validate and normalize a Host header as ngx_http_validate_host does.
 
@@ -249,6 +251,7 @@ def parse_host(value: str) -> str | None:
     "]" for a "[literal]". Two dots in a row, "/", NUL, control characters,
     spaces and DEL make it invalid, as does an empty host (an empty header,
     ":80", "."). One trailing dot is removed; letters are lower-cased.
+    Results are cached (1024 values): clients send the same few hosts.
 
     Args:
         value: the Host header's value (an absent header is the caller's

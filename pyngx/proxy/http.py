@@ -127,7 +127,7 @@ class ProxyPlan:
     __slots__ = ("loc", "headers", "origin", "upstream_name", "timeout", "strip", "http10", "upstream", "scheme",
                  "next_upstream", "tries", "next_timeout", "traced", "response", "upstreams", "template",
                  "send_timeout", "body_timeout", "max_body", "method", "set_body", "pass_body", "error_pages",
-                 "intercept", "ssl", "ssl_name", "sni")
+                 "intercept", "ssl", "ssl_name", "sni", "server")
 
     def __init__(self, loc: LocationConf, upstream: Upstream | None = None, upstreams: Upstreams | None = None) -> None:
         pp = loc.proxy_pass
@@ -164,6 +164,8 @@ class ProxyPlan:
         self.intercept = (frozenset(c for c in self.error_pages if c >= 300) if loc.proxy_intercept_errors
                           else frozenset())
         self.ssl, self.ssl_name, self.sni = _upstream_tls(loc) if pp.scheme == "https" else (False, None, False)
+        #: The Server field the answers get (server_tokens), unless proxy_pass_header Server passes the upstream's.
+        self.server = server_header(loc.server_tokens)
         # With a URI part, this many characters of the location prefix are replaced.
         self.strip = len(loc.name) if pp.uri is not None and loc.modifier in ("", "^~", "=") else 0
         #: proxy_http_version 1.0: the request goes on the runtime's HTTP/1.0 session.
@@ -320,13 +322,22 @@ class _Body:
     aborted (``_Watch``) and the iterator never ends, so that the upstream
     sees a cut request, never a shorter complete one.
 
+    Both timeouts run on one timer handle that is re-armed only when it
+    fires (or a shorter wait begins), not per chunk: a wait records when it
+    began, and the timer, when due, aborts if that same wait is still
+    pending, or re-arms for the current wait's end.
+
     ``done`` turns true after the last chunk; ``drain()`` reads and drops
     what is left when the upstream answered before taking it all (nginx
     discards the rest of the body the same way), so that the connection is
     never left with a body nobody reads.
     """
 
-    __slots__ = ("receive", "watch", "done", "started", "count", "plan", "last")
+    __slots__ = ("receive", "watch", "done", "started", "count", "plan", "last", "loop", "waiting", "since",
+                 "timer", "due")
+
+    #: What the body waits for (``waiting``): nothing, the client's next chunk, the upstream taking one.
+    IDLE, READ, SEND = 0, 1, 2
 
     def __init__(self, receive: Receive, watch: _Watch, plan: ProxyPlan) -> None:
         self.receive = receive
@@ -338,51 +349,83 @@ class _Body:
         #: Bytes read so far, and the size of the last chunk.
         self.count = 0
         self.last = 0
+        self.loop = asyncio.get_running_loop()
+        self.waiting = self.IDLE
+        self.since = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.due = 0.0
 
-    async def _read(self) -> dict[str, Any]:
-        timeout = self.plan.body_timeout
+    def _wait(self, what: int, timeout: float | None) -> None:
+        """A wait of kind ``what`` begins now (``timeout`` None: not timed)."""
         if timeout is None:
-            return await self.receive()
-        try:
-            async with asyncio.timeout(timeout):
-                return await self.receive()
-        except TimeoutError:
-            self.watch.abort("body_timeout")
-            await _forever()
-            raise  # not reached: _forever ends by cancellation
+            self.waiting = self.IDLE
+            return
+        self.waiting = what
+        self.since = now = self.loop.time()
+        due = now + timeout
+        if self.timer is None or due < self.due:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer, self.due = self.loop.call_at(due, self._check), due
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body's chunks as they arrive (limits applied, no send timer)."""
+    def _check(self) -> None:
+        self.timer = None
+        if self.waiting == self.IDLE:
+            return
+        timeout = self.plan.body_timeout if self.waiting == self.READ else self.plan.send_timeout
+        assert timeout is not None
+        due = self.since + timeout
+        if self.loop.time() >= due:
+            self.watch.abort("body_timeout" if self.waiting == self.READ else "send_timeout")
+        else:
+            self.timer, self.due = self.loop.call_at(due, self._check), due
+
+    def stop(self) -> None:
+        """No more waits: drop the timer."""
+        self.waiting = self.IDLE
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    async def chunks(self, send_timed: bool = False) -> AsyncIterator[bytes]:
+        """The body's chunks as they arrive (limits applied).
+
+        Args:
+            send_timed: time each chunk's hand-over with proxy_send_timeout
+                (the iterator that feeds the upstream).
+        """
         limit = self.plan.max_body
-        while not self.done:
-            msg = await self._read()
-            if msg["type"] == "http.disconnect":
-                self.done = True
-                self.watch.abort("gone")
-                await _forever()
-            chunk = msg.get("body", b"")
-            self.count += len(chunk)
-            self.last = len(chunk)
-            if limit and self.count > limit:
-                self.watch.abort("too_large")
-                await _forever()
-            if not msg.get("more_body", False):
-                self.done = True
-                self.watch.start(self.receive)
-            if chunk:
-                yield chunk
+        body_timeout = self.plan.body_timeout
+        send_timeout = self.plan.send_timeout if send_timed else None
+        try:
+            while not self.done:
+                self._wait(self.READ, body_timeout)
+                msg = await self.receive()
+                self.waiting = self.IDLE
+                if msg["type"] == "http.disconnect":
+                    self.done = True
+                    self.watch.abort("gone")
+                    await _forever()
+                chunk = msg.get("body", b"")
+                self.count += len(chunk)
+                self.last = len(chunk)
+                if limit and self.count > limit:
+                    self.watch.abort("too_large")
+                    await _forever()
+                if not msg.get("more_body", False):
+                    self.done = True
+                    self.watch.start(self.receive)
+                if chunk:
+                    if send_timed:
+                        self.started = True
+                        self._wait(self.SEND, send_timeout)
+                    yield chunk  # resumes when the upstream connection took the chunk
+                    self.waiting = self.IDLE
+        finally:
+            self.stop()
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        send_timeout = self.plan.send_timeout
-        loop = asyncio.get_running_loop()
-        async for chunk in self.chunks():
-            self.started = True
-            timer = loop.call_later(send_timeout, self.watch.abort, "send_timeout") if send_timeout else None
-            try:
-                yield chunk  # resumes when the upstream connection took the chunk
-            finally:
-                if timer is not None:
-                    timer.cancel()
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.chunks(send_timed=True)
 
     async def read_all(self) -> bytes:
         """Read the whole body (limits applied)."""
@@ -651,15 +694,20 @@ async def proxy_http(
             raise SpecialResponse(status, kept)
         out_headers = plan.response.filter(resp.raw_headers, req)
         if not (plan.response.passes_server and any(n.lower() == b"server" for n, _ in out_headers)):
-            out_headers.append((b"server", server_header(loc.server_tokens)))
+            out_headers.append((b"server", plan.server))
         req.status = status
         await send({"type": "http.response.start", "status": status, "headers": out_headers})
         started = True
         sent_bytes = 0
+        tail = b""
         try:
             if req.method != "HEAD":
-                async for chunk in resp.content.iter_any():
+                content = resp.content
+                async for chunk in content.iter_any():
                     sent_bytes += len(chunk)
+                    if content.at_eof():
+                        tail = chunk  # goes out with the end of the response: one send less
+                        break
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             req.body_bytes_sent = sent_bytes
@@ -668,7 +716,7 @@ async def proxy_http(
             return  # the response stays incomplete: Hypercorn closes the connection
         req.body_bytes_sent = sent_bytes
         watch.active = False
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
         times.append(f"{time.monotonic() - t0:.3f}")
     except UpstreamError as err:
         req.status = err.status if err.status in (502, 504) else 502
@@ -701,8 +749,10 @@ async def proxy_http(
         watch.stop()
         if resp is not None:
             resp.release()
-        if body is not None and not body.done and not watch.gone:
-            await body.drain()
+        if body is not None:
+            body.stop()  # an iterator aiohttp left suspended must not time out later
+            if not body.done and not watch.gone:
+                await body.drain()
 
 
 async def _aborted(

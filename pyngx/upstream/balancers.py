@@ -58,8 +58,17 @@ class Balancer:
         Returns:
             The peer (its ``chosen()`` already called), or None.
         """
-        for peers in (group.primary, group.backup):
-            usable = [p for p in peers if id(p) not in tried and p.usable(now, group.single)]
+        primary = group.primary
+        if len(primary) == 1 and not group.backup and not tried:
+            # One peer (every plain proxy_pass): no walk, whatever the method.
+            only = primary[0]
+            if not only.usable(now, True):
+                return None
+            only.chosen(now)
+            return only
+        single = group.single
+        for peers in (primary, group.backup):
+            usable = [p for p in peers if id(p) not in tried and p.usable(now, single)]
             if usable:
                 peer = self.pick(peers, usable, key)
                 if peer is not None:
