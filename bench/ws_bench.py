@@ -40,20 +40,11 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench" / "peers"))
+from sink import echo  # noqa: E402  (the bench's WebSocket origin: one echo handler for both)
 
 
 # --- the upstream (runs in a subprocess) ------------------------------------------
-
-
-async def _echo(request: web.Request) -> web.StreamResponse:
-    ws = web.WebSocketResponse(max_msg_size=0)
-    await ws.prepare(request)
-    async for msg in ws:
-        if msg.type is WSMsgType.TEXT:
-            await ws.send_str(msg.data)
-        elif msg.type is WSMsgType.BINARY:
-            await ws.send_bytes(msg.data)
-    return ws
 
 
 async def _stream(request: web.Request) -> web.StreamResponse:
@@ -72,7 +63,7 @@ def run_upstream(port: int) -> None:
     """Serve /ws/echo and /ws/stream on 127.0.0.1:port until killed."""
     _use_uvloop()
     app = web.Application()
-    app.router.add_get("/ws/echo", _echo)
+    app.router.add_get("/ws/echo", echo)
     app.router.add_get("/ws/stream", _stream)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, backlog=1024)
 

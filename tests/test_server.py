@@ -75,6 +75,22 @@ class TestSignals:
         assert p.proc.wait(15) == 0
         assert "gracefully shutting down" in p.stderr
 
+    def test_sigquit_closes_idle_keepalive_connections(self, run_pyngx):
+        """SIGQUIT closes a keep-alive connection that waits for its next request at once (nginx closes
+        idle connections on a graceful stop), instead of waiting for keepalive_timeout."""
+        port = free_port()
+        p = run_pyngx(f'http {{ server {{ listen 127.0.0.1:{port}; location / {{ return 200 "k"; }} }} }}', port=port)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            out = b""
+            while not out.endswith(b"\r\n\r\nk"):
+                out += s.recv(65536)
+            t0 = time.monotonic()
+            p.proc.send_signal(signal.SIGQUIT)
+            assert s.recv(65536) == b""  # closed by pyngx, not by the 75 s keepalive_timeout
+            assert p.proc.wait(10) == 0
+            assert time.monotonic() - t0 < 5
+
     def test_sigterm_is_fast(self, run_pyngx, backend):
         """SIGTERM does not wait for a slow request."""
         port = free_port()
