@@ -31,7 +31,6 @@ import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any, cast
 
 from hypercorn.config import Config as HypercornConfig
