@@ -270,7 +270,8 @@ http {
 
 class TestServerSelection:
     @pytest.fixture(scope="class")
-    def routes(self) -> tuple[Config, RouteTable]:
+    @classmethod
+    def routes(cls) -> tuple[Config, RouteTable]:
         """The server-selection config and its route table."""
         config = load_string(SERVERS)
         return config, RouteTable(config)
