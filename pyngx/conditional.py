@@ -137,13 +137,9 @@ def parse_ranges(spec: str, size: int, limit: int) -> list[tuple[int, int]] | in
         whole = False
         suffix = p[i] == "-"
         if not suffix:
-            if not "0" <= p[i] <= "9":
+            start, i = _offset(p, i)
+            if start < 0:
                 return RANGE_NOT_SATISFIABLE
-            while "0" <= p[i] <= "9":
-                start = start * 10 + ord(p[i]) - 48
-                i += 1
-                if start > _MAX_OFF:
-                    return RANGE_NOT_SATISFIABLE
             while p[i] == " ":
                 i += 1
             if p[i] != "-":
@@ -156,14 +152,9 @@ def parse_ranges(spec: str, size: int, limit: int) -> list[tuple[int, int]] | in
         else:
             i += 1
         if not whole:
-            if not "0" <= p[i] <= "9":
+            end, i = _offset(p, i)
+            if end < 0:
                 return RANGE_NOT_SATISFIABLE
-            end = 0
-            while "0" <= p[i] <= "9":
-                end = end * 10 + ord(p[i]) - 48
-                i += 1
-                if end > _MAX_OFF:
-                    return RANGE_NOT_SATISFIABLE
             while p[i] == " ":
                 i += 1
             if p[i] not in (",", "\0"):
@@ -188,6 +179,20 @@ def parse_ranges(spec: str, size: int, limit: int) -> list[tuple[int, int]] | in
     if not ranges:
         return RANGE_NOT_SATISFIABLE
     return None if total > size else ranges
+
+
+def _offset(p: str, i: int) -> tuple[int, int]:
+    """The decimal number at ``p[i]`` and the index after it; -1 when there is
+    no digit or the number exceeds nginx's NGX_MAX_OFF_T_VALUE."""
+    if not "0" <= p[i] <= "9":
+        return -1, i
+    n = 0
+    while "0" <= p[i] <= "9":
+        n = n * 10 + ord(p[i]) - 48
+        i += 1
+        if n > _MAX_OFF:
+            return -1, i
+    return n, i
 
 
 def multipart(boundary: bytes, ctype: bytes, ranges: list[tuple[int, int]], size: int) -> list[bytes | tuple[int, int]]:

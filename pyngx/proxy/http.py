@@ -112,6 +112,7 @@ class ProxyPlan:
             for a proxy_pass with variables.
         template: the URL template of a proxy_pass with variables, else None.
         next_upstream, tries, next_timeout: proxy_next_upstream and its limits.
+        retry_statuses: the statuses proxy_next_upstream names (http_XXX).
         timeout: aiohttp timeouts from proxy_connect_timeout and proxy_read_timeout.
         send_timeout: proxy_send_timeout, per write of a streamed body (None: off).
         body_timeout: client_body_timeout, per read of the client's body (None: off).
@@ -127,7 +128,7 @@ class ProxyPlan:
     __slots__ = ("loc", "headers", "origin", "upstream_name", "timeout", "strip", "http10", "upstream", "scheme",
                  "next_upstream", "tries", "next_timeout", "traced", "response", "upstreams", "template",
                  "send_timeout", "body_timeout", "max_body", "method", "set_body", "pass_body", "error_pages",
-                 "intercept", "ssl", "ssl_name", "sni", "server")
+                 "intercept", "ssl", "ssl_name", "sni", "server", "retry_statuses")
 
     def __init__(self, loc: LocationConf, upstream: Upstream | None = None, upstreams: Upstreams | None = None) -> None:
         pp = loc.proxy_pass
@@ -139,6 +140,8 @@ class ProxyPlan:
         self.template = pp.template
         self.scheme = pp.scheme
         self.next_upstream = loc.proxy_next_upstream
+        #: The statuses proxy_next_upstream names (http_500 ...), as numbers.
+        self.retry_statuses = frozenset(int(k[5:]) for k in self.next_upstream if k.startswith("http_"))
         self.tries = loc.proxy_next_upstream_tries
         self.next_timeout = loc.proxy_next_upstream_timeout
         #: time connections for $upstream_connect_time (set by the Runtime).
@@ -671,7 +674,7 @@ async def proxy_http(
                     continue
                 raise failure from None
             status = resp.status
-            if f"http_{status}" in plan.next_upstream and may_retry(f"http_{status}", True):
+            if status in plan.retry_statuses and may_retry(f"http_{status}", True):
                 addrs.append(peer.name)
                 statuses.append(str(status))
                 times.append(f"{time.monotonic() - t0:.3f}")

@@ -905,3 +905,28 @@ def t_verdict(lines: str) -> tuple[str, str | None, list[str]]:
                 return text[: where.start()], where.group(2), warns
             return text, None, warns
     return "ok", None, warns
+
+
+@dataclass(frozen=True)
+class TResult:
+    """One program's -t verdict (see ``t_verdict``), with the temp directory left out of its messages."""
+
+    ok: bool
+    text: str
+    line: str | None
+    warns: list[str]
+    stderr: str
+
+
+def t_both(tmp: Path, server: str, http: str) -> tuple[TResult, TResult]:
+    """``nginx -t`` and ``pyngx -t`` on one config: ``http`` at http level and
+    ``server`` in a server listening on 127.0.0.1:1. Returns (nginx's, pyngx's)."""
+    path = tmp / "test.conf"
+    path.write_text(f"events {{}}\nhttp {{\n    {http}\n    server {{\n        listen 127.0.0.1:1;\n"
+                    f"        {server}\n    }}\n}}\n")
+    results = []
+    # pyngx as "python -m pyngx -t", without a Python start per case.
+    for proc in (nginx_t(path, tmp), pyngx_t(["-t", "-c", str(path)], tmp)):
+        text, line, warns = t_verdict(proc.stderr.replace(str(tmp) + "/", ""))
+        results.append(TResult(proc.returncode == 0, text, line, warns, proc.stderr))
+    return results[0], results[1]
