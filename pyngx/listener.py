@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hypercorn.asyncio.lifespan import Lifespan
-from hypercorn.asyncio.tcp_server import TCPServer
+from hypercorn.asyncio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.asyncio.worker_context import AsyncioSingleTask, WorkerContext
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.events import Closed, Event, RawData
@@ -238,19 +238,37 @@ class Connection(TCPServer):
             await super().protocol_send(event)
             return
         data = event.data
-        if not self.pending and data[:7] == b"HTTP/1.":  # an HTTP/1.x response head (h11)
-            self.pending.append(data)
-            self.flushing = self.loop.call_soon(self._flush_soon)
-            return
-        if data:
-            self.pending.append(data)
         try:
-            self.flush()
+            if self.pending:
+                if data:
+                    self.pending.append(data)
+                self.flush()
+            elif data.startswith(b"HTTP/1."):  # an HTTP/1.x response head (h11)
+                self.pending.append(data)
+                self.flushing = self.loop.call_soon(self._flush_soon)
+                return
+            elif data:
+                self.writer.write(data)
             if self.writer.transport.get_write_buffer_size() >= DRAIN_BYTES:
                 async with self.send_lock:
                     await self.writer.drain()
         except (ConnectionError, RuntimeError):
             await self.protocol.handle(Closed())
+
+    async def _read_data(self) -> None:
+        # Hypercorn's loop, with one coroutine less per read when there is no
+        # read_timeout (pyngx sets none): asyncio.wait_for(read, None).
+        if self.config.read_timeout is not None:
+            await super()._read_data()
+            return
+        reader, handle = self.reader, self.protocol.handle
+        while not reader.at_eof():
+            try:
+                data = await reader.read(MAX_RECV)
+            except (ConnectionError, OSError, TimeoutError, ssl.SSLError):
+                break
+            await handle(RawData(data))
+        await handle(Closed())
 
     def flush(self) -> None:
         """Write what waits to be written.

@@ -787,12 +787,19 @@ def install_hypercorn_close_fix() -> bool:
     if send_event is None or handle is None:  # pragma: no cover
         return False
 
-    async def _send_wsproto_event(self: Any, event: Any) -> None:
+    # Plain functions that hand back the original coroutine (or another):
+    # every relayed message passes here, and an async wrapper would add a
+    # coroutine per message.
+    def _send_wsproto_event(self: Any, event: Any) -> Awaitable[None]:
         if isinstance(event, CloseConnection) and self.connection.state is ConnectionState.REMOTE_CLOSING:
             self._pyngx_peer_close = (event.code, event.reason or "")
-        await send_event(self, event)
+        return send_event(self, event)  # type: ignore[no-any-return]
 
-    async def _handle(self: Any, event: Any) -> None:
+    async def _disconnect(self: Any, code: int, reason: str) -> None:
+        self.closed = True
+        await self.app_put({"type": "websocket.disconnect", "code": code, "reason": reason})
+
+    def _handle(self: Any, event: Any) -> Awaitable[None]:
         peer = getattr(self, "_pyngx_peer_close", None)
         if (
             peer is not None
@@ -801,10 +808,8 @@ def install_hypercorn_close_fix() -> bool:
             and self.app_put is not None
             and self.state is ASGIWebsocketState.CONNECTED
         ):
-            self.closed = True
-            await self.app_put({"type": "websocket.disconnect", "code": peer[0], "reason": peer[1]})
-            return
-        await handle(self, event)
+            return _disconnect(self, peer[0], peer[1])
+        return handle(self, event)  # type: ignore[no-any-return]
 
     setattr(WSStream, "_send_wsproto_event", _send_wsproto_event)
     setattr(WSStream, "handle", _handle)
