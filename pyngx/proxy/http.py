@@ -257,6 +257,53 @@ async def _forever() -> None:
 WATCH_DELAY = 0.25
 
 
+class _Sweep:
+    """The event loop's one timer for every ``_Watch`` waiting out WATCH_DELAY.
+
+    A timer handle per request (made, then cancelled when the answer comes
+    within the delay, as most do) costs more than the rest of the watch;
+    here a request costs a dict insert and delete, and one timer fires
+    when the oldest waiting watch is due.
+    """
+
+    _current: _Sweep | None = None
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        #: Watches by the loop time they began waiting, oldest first.
+        self.waiting: dict[_Watch, float] = {}
+        self.timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def get(cls) -> _Sweep:
+        """The running loop's sweep."""
+        loop = asyncio.get_running_loop()
+        sweep = cls._current
+        if sweep is None or sweep.loop is not loop:
+            sweep = cls._current = cls(loop)
+        return sweep
+
+    def add(self, watch: _Watch) -> None:
+        self.waiting[watch] = self.loop.time()
+        if self.timer is None:
+            self.timer = self.loop.call_later(WATCH_DELAY, self._run)
+
+    def discard(self, watch: _Watch) -> None:
+        self.waiting.pop(watch, None)
+
+    def _run(self) -> None:
+        self.timer = None
+        due = self.loop.time() - WATCH_DELAY
+        waiting = self.waiting
+        while waiting:
+            watch, since = next(iter(waiting.items()))
+            if since > due:
+                self.timer = self.loop.call_at(since + WATCH_DELAY, self._run)
+                return
+            del waiting[watch]
+            watch.spawn()
+
+
 class _Watch:
     """Why the proxy task was stopped from outside it.
 
@@ -267,12 +314,13 @@ class _Watch:
     whatever it awaits (the upstream's answer, a send) stops at once.
     """
 
-    __slots__ = ("task", "watcher", "timer", "reason", "active")
+    __slots__ = ("task", "watcher", "receive", "reason", "active")
 
     def __init__(self) -> None:
         self.task = asyncio.current_task()
         self.watcher: asyncio.Task[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        #: The request's receive while the sweep holds this watch (not yet spawned).
+        self.receive: Receive | None = None
         self.reason: str | None = None
         #: False once the last body byte is handed to the server: a
         #: disconnect after that is the normal end of the exchange.
@@ -290,12 +338,14 @@ class _Watch:
         single cost pyngx adds to a small request. A client that leaves
         earlier is noticed when the delay ends.
         """
-        if self.watcher is None and self.timer is None:
-            self.timer = asyncio.get_running_loop().call_later(WATCH_DELAY, self._spawn, receive)
+        if self.watcher is None and self.receive is None:
+            self.receive = receive
+            _Sweep.get().add(self)
 
-    def _spawn(self, receive: Receive) -> None:
-        self.timer = None
-        if self.active and self.reason is None:
+    def spawn(self) -> None:
+        """Start the watching task (the sweep found the exchange WATCH_DELAY old)."""
+        receive, self.receive = self.receive, None
+        if receive is not None and self.active and self.reason is None:
             self.watcher = asyncio.get_running_loop().create_task(self._watch(receive))
 
     async def _watch(self, receive: Receive) -> None:
@@ -309,9 +359,9 @@ class _Watch:
             self.task.cancel()
 
     def stop(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        if self.receive is not None:
+            self.receive = None
+            _Sweep.get().discard(self)
         if self.watcher is not None and not self.watcher.done():
             self.watcher.cancel()
 
