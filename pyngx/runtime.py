@@ -85,11 +85,7 @@ def new_session(
         cookie_jar=aiohttp.DummyCookieJar(),
         skip_auto_headers=_SKIP_AUTO_HEADERS,
         timeout=aiohttp.ClientTimeout(total=None),
-        # aiohttp's default: reading pauses above 512 KiB buffered, and a
-        # response is read in as few pieces as the upstream allows (each
-        # piece costs a pass through Hypercorn and h11): 64 KiB cost 15-20 %
-        # more CPU per GiB downloaded (bench/README.md).
-        read_bufsize=2**18,
+        read_bufsize=2**16,
         requote_redirect_url=False,
         version=version,
         trace_configs=[_connect_trace()] if traced else None,

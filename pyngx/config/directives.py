@@ -904,8 +904,7 @@ _ROWS: list[DirectiveSpec] = [
           setter=set_flag("proxy_buffering"), source="ngx_http_proxy_module",
           differs="pyngx always passes the response on as it arrives, as nginx does with proxy_buffering off "
           "(so X-Accel-Buffering and text/event-stream need nothing). Flow control still applies: a slow "
-          "client slows the upstream read instead of filling memory or temporary files; a response holds "
-          "at most about 768k of memory while its client lags (256k read buffers, reading pauses above 512k)."),
+          "client slows the upstream read instead of filling memory or temporary files."),
     _spec("proxy_request_buffering", HSL, (1, 1), "proxy_request_buffering on | off;", default=True,
           default_doc="on", setter=set_flag("proxy_request_buffering"), source="ngx_http_proxy_module",
           differs="Request bodies stream to the upstream as they arrive, as with off, except bodies of at "
