@@ -36,6 +36,7 @@ from pyngx.config.model import LocationConf
 from pyngx.config.values import ProxyPass, parse_proxy_pass
 from pyngx.errors import ConfigError, ConfigValueError, SpecialResponse, UpstreamError
 from pyngx.filters import send_too_large
+from pyngx.proxy.deadline import Deadline
 from pyngx.proxy.headers import RequestHeaderPlan, ResponseHeaderPlan, default_redirect
 from pyngx.request import Request
 from pyngx.responses import send_error, server_header
@@ -496,6 +497,34 @@ class _Body:
                 self.done = True
 
 
+def _body_deadline(resp: aiohttp.ClientResponse, plan: ProxyPlan) -> Deadline | None:
+    """proxy_read_timeout for the rest of a response's body, on a lazily re-armed timer.
+
+    aiohttp times every read from the upstream socket (sock_read) by
+    cancelling and making an event-loop timer per read; that is kept for the
+    response header, and the body's reads are timed here instead: the
+    deadline runs while pyngx waits for the next piece, and stops while it
+    hands a piece to a slow client (as nginx's read timer and aiohttp's
+    sock_read do). When it expires the body ends with aiohttp's own
+    SocketTimeoutError, so the caller's error path is the same. None when
+    the body has already arrived whole (its connection is back in the pool).
+
+    Source: nginx docs: ngx_http_proxy_module, proxy_read_timeout ("between
+    two successive read operations").
+    """
+    conn = resp.connection
+    proto = conn.protocol if conn is not None else None
+    if proto is None or not plan.loc.proxy_read_timeout:
+        return None
+    proto.read_timeout = None  # set again for the connection's next request
+    content = resp.content
+
+    def expire() -> None:
+        content.set_exception(aiohttp.SocketTimeoutError("Timeout on reading data from socket"))
+
+    return Deadline(asyncio.get_running_loop(), plan.loc.proxy_read_timeout, expire)
+
+
 def _has_body(req: Request) -> bool:
     te = req.header_map.get("transfer-encoding")
     if te is not None:
@@ -605,6 +634,7 @@ async def proxy_http(
     """
     loc = plan.loc
     watch = _Watch()
+    reading: Deadline | None = None  # the body's proxy_read_timeout (_body_deadline)
     # The upstream URL as logged; the yarl URL is built only for a try.
     url = plan.origin or "http://localhost"
     started = False
@@ -756,7 +786,16 @@ async def proxy_http(
         try:
             if req.method != "HEAD":
                 content = resp.content
-                async for chunk in content.iter_any():
+                reading = _body_deadline(resp, plan)
+                while True:
+                    if reading is not None:
+                        reading.arm()
+                        chunk = await content.readany()
+                        reading.disarm()
+                    else:
+                        chunk = await content.readany()
+                    if not chunk:
+                        break
                     sent_bytes += len(chunk)
                     if content.at_eof():
                         tail = chunk  # goes out with the end of the response: one send less
@@ -800,6 +839,8 @@ async def proxy_http(
         if peer is not None:
             peer.finished(False)
         watch.stop()
+        if reading is not None:
+            reading.cancel()
         if resp is not None:
             resp.release()
         if body is not None:

@@ -109,6 +109,7 @@ from aiohttp import WSMsgType
 from yarl import URL
 
 from pyngx.errors import UpstreamError
+from pyngx.proxy.deadline import Deadline
 from pyngx.proxy.headers import response_headers
 from pyngx.proxy.http import _FAILURE_STATUSES, ProxyPlan, _context, _fail, _kind
 from pyngx.request import Request
@@ -176,54 +177,6 @@ def wire_code(code: int | None, fallback: int) -> int:
 class _Refused(Exception):
     """The upstream answered the handshake with something other than 101;
     the answer has already been passed to the client."""
-
-
-class _Deadline:
-    """One nginx-style timer: armed while an operation is pending, it calls
-    ``expire`` once the operation has been pending ``timeout`` seconds.
-
-    Arming stores a timestamp; the event-loop timer is rescheduled lazily
-    when it fires early, so each relayed message costs no timer churn
-    (compare nginx's NGX_TIMER_LAZY_DELAY).
-    """
-
-    __slots__ = ("loop", "timeout", "expire", "since", "handle")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float, expire: Callable[[], None]) -> None:
-        self.loop = loop
-        self.timeout = timeout
-        self.expire = expire
-        self.since: float | None = None
-        self.handle: asyncio.TimerHandle | None = None
-
-    def arm(self) -> None:
-        self.since = self.loop.time()
-        if self.handle is None and self.timeout > 0:
-            self.handle = self.loop.call_at(self.since + self.timeout, self._check)
-
-    def touch(self) -> None:
-        """Restart the period if armed (activity elsewhere on the connection)."""
-        if self.since is not None:
-            self.since = self.loop.time()
-
-    def disarm(self) -> None:
-        self.since = None
-
-    def cancel(self) -> None:
-        self.since = None
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
-
-    def _check(self) -> None:
-        self.handle = None
-        if self.since is None:
-            return
-        due = self.since + self.timeout
-        if self.loop.time() >= due:
-            self.expire()
-        else:
-            self.handle = self.loop.call_at(due, self._check)
 
 
 class _End(NamedTuple):
@@ -584,9 +537,9 @@ class _Relay:
         #: Set by a timer: which side timed out.
         self.expired: asyncio.Future[_End] = loop.create_future()
         loc = plan.loc
-        self.read_timer = _Deadline(loop, loc.proxy_read_timeout, lambda: self._expire("upstream", "read"))
-        self.upstream_send_timer = _Deadline(loop, loc.proxy_send_timeout, lambda: self._expire("upstream", "send"))
-        self.client_send_timer = _Deadline(loop, SEND_TIMEOUT, lambda: self._expire("client", "send"))
+        self.read_timer = Deadline(loop, loc.proxy_read_timeout, lambda: self._expire("upstream", "read"))
+        self.upstream_send_timer = Deadline(loop, loc.proxy_send_timeout, lambda: self._expire("upstream", "send"))
+        self.client_send_timer = Deadline(loop, SEND_TIMEOUT, lambda: self._expire("client", "send"))
         self.close_timeout = min(CLOSE_TIMEOUT, loc.proxy_read_timeout)
         #: message payload bytes relayed each way (the error log's debug line
         #: has both; the access log's $body_bytes_sent the first).

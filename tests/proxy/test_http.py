@@ -277,6 +277,51 @@ class TestErrors:
         assert time.monotonic() - t0 < 4
         wait_for(lambda: "upstream timed out (110: Connection timed out) while reading response header from upstream" in p.stderr)
 
+    def test_read_timeout_mid_body_cuts_the_response(self, run_pyngx):
+        """An upstream that stalls mid-body past proxy_read_timeout: the client's
+        response ends short (the connection closes) and nginx's error line is logged."""
+        release = threading.Event()
+
+        async def stall(request: web.Request) -> web.StreamResponse:
+            resp = web.StreamResponse()
+            resp.content_length = 20000
+            await resp.prepare(request)
+            await resp.write(b"x" * 10000)
+            while not release.is_set():
+                await asyncio.sleep(0.01)
+            return resp
+
+        b, stop = start_backend([("GET", "/stall", stall)])
+        try:
+            port = free_port()
+            p = run_pyngx(conf(port, f"location / {{ proxy_pass {b.url}; proxy_read_timeout 300ms; }}"), port=port)
+            t0 = time.monotonic()
+            out = curl("-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", f"http://127.0.0.1:{port}/stall")
+            assert out.stdout == b"200 10000"
+            assert out.returncode != 0  # curl: transfer closed with bytes remaining
+            assert time.monotonic() - t0 < 4
+            wait_for(lambda: "upstream timed out (110: Connection timed out) while reading upstream" in p.stderr)
+        finally:
+            release.set()
+            stop()
+
+    def test_slow_client_is_not_a_read_timeout(self, backend, run_pyngx):
+        """proxy_read_timeout times the upstream only: a client that stops reading
+        for longer than it (the upstream waits on pyngx) still gets every byte."""
+        port = free_port()
+        run_pyngx(conf(port, f"location / {{ proxy_pass {backend.url}; proxy_read_timeout 300ms; }}"), port=port)
+        n = 64 * 2**20
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            c.sendall(f"GET /bytes/{n} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            got = c.recv(65536)
+            time.sleep(1.2)  # four read timeouts long
+            while chunk := c.recv(2**20):
+                got += chunk
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        assert len(body) == n
+
     def test_connect_timeout_is_504(self, run_pyngx):
         """An upstream whose accept queue is full times out on connect: 504."""
         blackhole = socket.socket()
