@@ -233,6 +233,19 @@ class Connection(TCPServer):
         self.pending: list[bytes] = []
         self.flushing: asyncio.Handle | None = None
 
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            # Hypercorn's protocol sends through this object and the idle
+            # timer closes it: part them, so that a closed connection (its
+            # buffers, h11 state, transport) is freed at once instead of
+            # waiting for the cyclic garbage collector.
+            del self.idle_task  # stopped by Hypercorn's _close()
+            if hasattr(self, "protocol"):
+                del self.protocol
+                del self._task_group
+
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
             await super().protocol_send(event)
@@ -398,7 +411,7 @@ class Listener:
             return
         if not writers:  # closed before connection_made
             return
-        writer = writers[0]
+        writer = writers.pop()  # the list is the callback's: emptied, it holds no cycle
         tls = writer.get_extra_info("ssl_object")
         app: AppWrapper = self.app if tls is None else _WithTLS(self.app, TLSInfo.of(tls))
         await Connection(app, loop, config, context, state, reader, writer, idle)

@@ -37,3 +37,58 @@ def test_hidden_blocks_then_restores() -> None:
             blocked = False
     assert blocked
     assert sys.modules["json"] is json
+
+
+async def test_closed_connection_is_freed_without_the_cycle_collector() -> None:
+    """A client connection served by pyngx's Listener (Hypercorn's TCPServer, h11, the
+    asyncio transport and buffers) is freed by reference counting when it closes: the
+    cyclic collector finds none of it afterwards (it would keep every closed
+    connection's buffers until a full collection)."""
+    import asyncio
+    import gc
+    import socket
+
+    from hypercorn.config import Config as HypercornConfig
+
+    from pyngx.listener import Connection, Listener
+    from pyngx.tls import ListenPlan
+
+    async def app(scope, receive, send, sync_spawn, call_soon):  # type: ignore[no-untyped-def]
+        if scope["type"] == "lifespan":
+            while (msg := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+    stop = asyncio.Event()
+    serving = asyncio.create_task(Listener(app, HypercornConfig(), ListenPlan(f"127.0.0.1:{port}", None, False))
+                                  .serve(sock, stop.wait))
+    try:
+        gc.collect()
+        for _ in range(3):
+            reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await asyncio.wait_for(reader.readuntil(b"ok"), 5)).startswith(b"HTTP/1.1 200")
+            writer.close()
+            await writer.wait_closed()
+        for _ in range(50):  # the server side notices the close
+            await asyncio.sleep(0.02)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            gc.collect()
+            left = [o for o in gc.garbage if isinstance(o, Connection)]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+        assert left == []
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 10)

@@ -52,7 +52,10 @@ class Deadline:
         self.since = None
 
     def cancel(self) -> None:
+        """Stop for good: the operation is over. ``expire`` is dropped (it
+        usually refers back to the deadline's owner: no cycle outlives it)."""
         self.since = None
+        self.expire = _done
         if self.handle is not None:
             self.handle.cancel()
             self.handle = None
@@ -66,3 +69,7 @@ class Deadline:
             self.expire()
         else:
             self.handle = self.loop.call_at(due, self._check)
+
+
+def _done() -> None:
+    """A cancelled deadline's ``expire``."""
