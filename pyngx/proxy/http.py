@@ -315,7 +315,8 @@ class _Watch:
     whatever it awaits (the upstream's answer, a send) stops at once.
     """
 
-    __slots__ = ("task", "watcher", "receive", "reason", "active")
+    __slots__ = ("task", "watcher", "receive", "sweep", "reason", "active")
+    sweep: _Sweep  # set by start()
 
     def __init__(self) -> None:
         self.task = asyncio.current_task()
@@ -341,7 +342,8 @@ class _Watch:
         """
         if self.watcher is None and self.receive is None:
             self.receive = receive
-            _Sweep.get().add(self)
+            self.sweep = _Sweep.get()
+            self.sweep.add(self)
 
     def spawn(self) -> None:
         """Start the watching task (the sweep found the exchange WATCH_DELAY old)."""
@@ -362,7 +364,7 @@ class _Watch:
     def stop(self) -> None:
         if self.receive is not None:
             self.receive = None
-            _Sweep.get().discard(self)
+            self.sweep.discard(self)
         if self.watcher is not None and not self.watcher.done():
             self.watcher.cancel()
 
