@@ -246,6 +246,12 @@ class Connection(TCPServer):
                 del self.protocol
                 del self._task_group
 
+    async def _initiate_server_close(self) -> None:
+        # The idle timer's closer can run after the connection ended on its
+        # own (the client closed as the timer fired): nothing left to close.
+        if hasattr(self, "protocol"):
+            await super()._initiate_server_close()
+
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
             await super().protocol_send(event)
