@@ -296,8 +296,9 @@ class _Sweep:
         self.timer = None
         due = self.loop.time() - WATCH_DELAY
         waiting = self.waiting
-        while waiting:
-            watch, since = next(iter(waiting.items()))
+        # One pass over a copy: the dict's first entry found anew after each
+        # deletion would be a walk past the deleted slots every time.
+        for watch, since in list(waiting.items()):
             if since > due:
                 self.timer = self.loop.call_at(since + WATCH_DELAY, self._run)
                 return

@@ -401,6 +401,26 @@ class TestReturnAndLogs:
         assert curl("-i", f"{base}/n").stdout.startswith(b"HTTP/1.1 204")
         assert p.stderr.count("Traceback") == 0
 
+    async def test_clients_leaving_a_slow_answer_are_499(self, proxy):
+        """Clients that go away while the upstream is still answering are noticed
+        (after the disconnect watch's 0.25 s), logged with nginx's 499, and the
+        upstream request is dropped at once, not when the backend answers."""
+        base, _, p = proxy
+
+        async def leave(i: int) -> None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", int(base.rsplit(":", 1)[1]))
+            writer.write(f"GET /slow/5?left={i} HTTP/1.1\r\nHost: proxy.test\r\n\r\n".encode())
+            await writer.drain()
+            await asyncio.sleep(0.5 + 0.1 * i)
+            writer.close()
+            await writer.wait_closed()
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(leave(i) for i in range(5)))
+        wait_for(lambda: sum(" 499 " in ln for ln in p.stdout.splitlines() if "left=" in ln) == 5, timeout=4)
+        assert time.monotonic() - t0 < 4.5  # the backend answers after 5 s
+        assert p.stderr.count("Traceback") == 0
+
     def test_access_log_combined(self, proxy):
         """Each request gives one access-log line in nginx's combined format."""
         base, _, p = proxy
