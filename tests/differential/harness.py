@@ -930,3 +930,15 @@ def t_both(tmp: Path, server: str, http: str) -> tuple[TResult, TResult]:
         text, line, warns = t_verdict(proc.stderr.replace(str(tmp) + "/", ""))
         results.append(TResult(proc.returncode == 0, text, line, warns, proc.stderr))
     return results[0], results[1]
+
+
+def same_t_verdict(tmp: Path, server: str, http: str) -> tuple[TResult, TResult]:
+    """``t_both``, asserting pyngx's verdict is nginx's: accepted or not, the
+    message, and the line where nginx names one (it checks variables at the
+    end of the file, without a line). Returns (nginx's, pyngx's) for more checks."""
+    n, p = t_both(tmp, server, http)
+    assert p.ok == n.ok, (n.stderr, p.stderr)
+    assert p.text == n.text
+    if n.line is not None:
+        assert p.line == n.line
+    return n, p
