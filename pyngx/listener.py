@@ -9,8 +9,9 @@ Owns:
   speaks HTTP/1.1 or HTTP/2 (by ALPN, or the preface on h2c); graceful
   stop as Hypercorn's ``worker_serve``;
 - ``Connection``: Hypercorn's ``TCPServer`` with a keep-alive timer that
-  is one timer handle instead of two tasks per request, and a response's
-  head written together with its body (one ``send()``);
+  is one timer handle instead of two tasks per request, a response's head
+  written together with its body (one ``send()``), and no reference cycle
+  left when it ends;
 - ``TLSInfo``: a connection's TLS facts, put into every request's ASGI
   scope (``SCOPE_KEY``) for the ``$ssl_*`` variables;
 - the h2c rules for Hypercorn's HTTP/1.1 protocol (``_h2c_policy``,
@@ -206,10 +207,13 @@ class _IdleTimer(AsyncioSingleTask):
 
 
 class Connection(TCPServer):
-    """One client connection: Hypercorn's ``TCPServer`` with two changes that
-    save CPU on every request and change nothing the client sees.
+    """One client connection: Hypercorn's ``TCPServer`` with changes that
+    save CPU or memory on every request and change nothing the client sees.
 
     - The keep-alive timer is ``_IdleTimer`` (keep_alive_timeout seconds, as before).
+    - Reads are not wrapped in ``asyncio.wait_for`` when there is no read_timeout.
+    - When the connection ends it parts from Hypercorn's protocol and its
+      idle timer, so that reference counting frees it at once.
     - A response's head waits for the write that follows it (its body, or
       the end of the response), and both leave in one ``writelines``: a
       small response costs one ``send()`` instead of two. A head that is

@@ -43,7 +43,6 @@ def hidden(*names: str) -> Iterator[None]:
                 sys.modules[name] = module
 
 
-
 def settle(reloaded: bool = False) -> None:
     """Exempt the objects alive now (modules, the config, its Runtime) from
     the cyclic garbage collector (``gc.freeze``).

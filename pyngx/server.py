@@ -37,7 +37,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.typing import AppWrapper
 
 from pyngx import log as pyngx_log
-from pyngx import listener as tls_listener
+from pyngx.listener import Listener as SocketServer
 from pyngx import memory, notify, tls
 from pyngx.app import App
 from pyngx.proxy import websocket
@@ -237,7 +237,7 @@ class _Listener:
     sock: socket.socket
     stop: asyncio.Event
     task: asyncio.Task[None]
-    own: tls_listener.Listener
+    serving: SocketServer
 
 
 class Server:
@@ -354,9 +354,9 @@ class Server:
 
     def start_listener(self, addr: Address, sock: socket.socket) -> None:
         stop = asyncio.Event()
-        own = tls_listener.Listener(self.asgi, self.hc, self.listen_plan(addr, sock))
-        task = asyncio.get_running_loop().create_task(own.serve(sock, stop.wait))
-        self.listeners[addr] = _Listener(sock, stop, task, own)
+        serving = SocketServer(self.asgi, self.hc, self.listen_plan(addr, sock))
+        task = asyncio.get_running_loop().create_task(serving.serve(sock, stop.wait))
+        self.listeners[addr] = _Listener(sock, stop, task, serving)
 
     def listen_plan(self, addr: Address, sock: socket.socket) -> tls.ListenPlan:
         """The TLS / HTTP/2 plan of ``addr`` in the current config (a plain one if it has none)."""
@@ -371,7 +371,7 @@ class Server:
         open keep what they started with.
         """
         listener = self.listeners[addr]
-        listener.own.update(self.listen_plan(addr, listener.sock))
+        listener.serving.update(self.listen_plan(addr, listener.sock))
 
     async def stop_listener(self, addr: Address) -> None:
         """Stop accepting on ``addr``; its connections drain gracefully."""

@@ -379,10 +379,8 @@ class _Body:
     aborted (``_Watch``) and the iterator never ends, so that the upstream
     sees a cut request, never a shorter complete one.
 
-    Both timeouts run on one timer handle that is re-armed only when it
-    fires (or a shorter wait begins), not per chunk: a wait records when it
-    began, and the timer, when due, aborts if that same wait is still
-    pending, or re-arms for the current wait's end.
+    Each timeout is a ``Deadline`` (armed per wait, its timer re-armed only
+    when it fires), not a timer per chunk.
 
     ``done`` turns true after the last chunk; ``drain()`` reads and drops
     what is left when the upstream answered before taking it all (nginx
@@ -390,11 +388,7 @@ class _Body:
     never left with a body nobody reads.
     """
 
-    __slots__ = ("receive", "watch", "done", "started", "count", "plan", "last", "loop", "waiting", "since",
-                 "timer", "due")
-
-    #: What the body waits for (``waiting``): nothing, the client's next chunk, the upstream taking one.
-    IDLE, READ, SEND = 0, 1, 2
+    __slots__ = ("receive", "watch", "done", "started", "count", "plan", "last", "deadlines")
 
     def __init__(self, receive: Receive, watch: _Watch, plan: ProxyPlan) -> None:
         self.receive = receive
@@ -406,43 +400,13 @@ class _Body:
         #: Bytes read so far, and the size of the last chunk.
         self.count = 0
         self.last = 0
-        self.loop = asyncio.get_running_loop()
-        self.waiting = self.IDLE
-        self.since = 0.0
-        self.timer: asyncio.TimerHandle | None = None
-        self.due = 0.0
-
-    def _wait(self, what: int, timeout: float | None) -> None:
-        """A wait of kind ``what`` begins now (``timeout`` None: not timed)."""
-        if timeout is None:
-            self.waiting = self.IDLE
-            return
-        self.waiting = what
-        self.since = now = self.loop.time()
-        due = now + timeout
-        if self.timer is None or due < self.due:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer, self.due = self.loop.call_at(due, self._check), due
-
-    def _check(self) -> None:
-        self.timer = None
-        if self.waiting == self.IDLE:
-            return
-        timeout = self.plan.body_timeout if self.waiting == self.READ else self.plan.send_timeout
-        assert timeout is not None
-        due = self.since + timeout
-        if self.loop.time() >= due:
-            self.watch.abort("body_timeout" if self.waiting == self.READ else "send_timeout")
-        else:
-            self.timer, self.due = self.loop.call_at(due, self._check), due
+        #: The timers of the iterators made so far (``stop`` cancels them).
+        self.deadlines: list[Deadline] = []
 
     def stop(self) -> None:
-        """No more waits: drop the timer."""
-        self.waiting = self.IDLE
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        """No more waits: cancel the timers."""
+        for deadline in self.deadlines:
+            deadline.cancel()
 
     async def chunks(self, send_timed: bool = False) -> AsyncIterator[bytes]:
         """The body's chunks as they arrive (limits applied).
@@ -452,13 +416,17 @@ class _Body:
                 (the iterator that feeds the upstream).
         """
         limit = self.plan.max_body
-        body_timeout = self.plan.body_timeout
-        send_timeout = self.plan.send_timeout if send_timed else None
+        loop = asyncio.get_running_loop()
+        watch = self.watch
+        reading = Deadline(loop, self.plan.body_timeout or 0, lambda: watch.abort("body_timeout"))
+        sending = Deadline(loop, (self.plan.send_timeout or 0) if send_timed else 0,
+                           lambda: watch.abort("send_timeout"))
+        self.deadlines += (reading, sending)
         try:
             while not self.done:
-                self._wait(self.READ, body_timeout)
+                reading.arm()
                 msg = await self.receive()
-                self.waiting = self.IDLE
+                reading.disarm()
                 if msg["type"] == "http.disconnect":
                     self.done = True
                     self.watch.abort("gone")
@@ -475,9 +443,9 @@ class _Body:
                 if chunk:
                     if send_timed:
                         self.started = True
-                        self._wait(self.SEND, send_timeout)
+                        sending.arm()
                     yield chunk  # resumes when the upstream connection took the chunk
-                    self.waiting = self.IDLE
+                    sending.disarm()
         finally:
             self.stop()
 

@@ -59,14 +59,14 @@ class Balancer:
             The peer (its ``chosen()`` already called), or None.
         """
         primary = group.primary
-        if len(primary) == 1 and not group.backup and not tried:
+        single = group.single
+        if single and not tried:
             # One peer (every plain proxy_pass): no walk, whatever the method.
             only = primary[0]
             if not only.usable(now, True):
                 return None
             only.chosen(now)
             return only
-        single = group.single
         for peers in (primary, group.backup):
             usable = [p for p in peers if id(p) not in tried and p.usable(now, single)]
             if usable:
