@@ -97,8 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     path = config_path(args.conf, args.prefix)
 
+    # The daemon parses in a child process, so that lark never loads into it (pyngx.config.child).
+    serving = not (args.test or args.dump or args.signal)
+
     def loader() -> Config:
-        return load(path, globals_=args.globals, error_log=args.error_log)
+        return load(path, globals_=args.globals, error_log=args.error_log, isolated=serving)
 
     try:
         config = loader()

@@ -31,7 +31,7 @@ from pyngx.request import Request
 from pyngx.variables import CHANGEABLE, VARIABLES, Getter, Template
 
 if TYPE_CHECKING:
-    from pyngx.config.parse import Directive
+    from pyngx.config.tree import Directive
 
 
 # --- map --------------------------------------------------------------------------

@@ -9,13 +9,14 @@ from pyngx.memory import hidden
 
 
 def test_daemon_imports_leave_out_unused_packages(tmp_path) -> None:
-    """Importing the daemon and loading a config loads neither lark's optional ``regex``, structlog's
-    ``colorama`` (and its ``ctypes``), nor ``difflib``/``glob`` (only error hints and ``include`` use them)."""
+    """Importing the daemon and loading a config as it does (parsed in a child process) loads
+    neither lark (nor its optional ``regex``), structlog's ``colorama`` (and its ``ctypes``), nor
+    ``difflib``/``glob`` (only error hints and ``include`` use them)."""
     code = (
         "import sys, pyngx.cli, pyngx.server, pyngx.app, pyngx.reload, pyngx.log\n"
         "from pyngx.config import load\n"
-        "load(sys.argv[1])\n"
-        "print(sorted(m for m in ('regex', 'colorama', 'ctypes', 'difflib', 'glob') if m in sys.modules))\n"
+        "load(sys.argv[1], isolated=True)\n"
+        "print(sorted(m for m in ('lark', 'regex', 'colorama', 'ctypes', 'difflib', 'glob') if m in sys.modules))\n"
     )
     conf = tmp_path / "pyngx.conf"
     conf.write_text("http { server { listen 127.0.0.1:1; location / { return 200; } } }")

@@ -1,6 +1,27 @@
-"""The configuration language: parse (syntax), directives (table), build (meaning)."""
+"""The configuration language: parse (syntax), directives (table), build (meaning).
 
-from pyngx.config.build import load
-from pyngx.config.model import Config
+``load`` and ``Config`` are imported on first use (PEP 562), so that the
+parser's child process (child.py) imports only parse.py and what it needs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyngx.config.build import load
+    from pyngx.config.model import Config
 
 __all__ = ["Config", "load"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "load":
+        from pyngx.config.build import load
+
+        return load
+    if name == "Config":
+        from pyngx.config.model import Config
+
+        return Config
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

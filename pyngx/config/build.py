@@ -11,7 +11,7 @@ server_name regexes), the location checks (inside an exact or named
 location, outside its parent, duplicate), and the ``conflicting server
 name`` warnings.
 
-Input: ``Parsed`` from parse.py. Output: ``Config``.
+Input: ``Parsed`` from parse.py (in this process or a child's, child.py). Output: ``Config``.
 Must not: do network I/O or build runtime objects (runtime.py does).
 
 Source: nginx src/core/ngx_conf_file.c (ngx_conf_handler),
@@ -45,7 +45,7 @@ from pyngx.config.directives import (
     DirectiveSpec,
 )
 from pyngx.config.model import AccessLog, Config, ErrorLog, HttpConf, LocationConf, ServerConf, SSLConf, UpstreamConf
-from pyngx.config.parse import Directive, Parsed, parse, parse_string
+from pyngx.config.tree import Directive, Parsed
 from pyngx.config.values import Listen, ProxyPass, compile_regex, compile_server_regex
 from pyngx.errors import ConfigError, ConfigValueError
 # Module imports: pyngx.maps and pyngx.rewrite import pyngx.config.values,
@@ -98,6 +98,7 @@ def load(
     prefix: str | os.PathLike[str] | None = None,
     globals_: str | None = None,
     error_log: str | None = None,
+    isolated: bool = False,
 ) -> Config:
     """Parse and build the config at ``path``.
 
@@ -107,6 +108,8 @@ def load(
         globals_: main-context directives from ``-g``, read after the file's.
         error_log: the ``-e`` path ("stderr" allowed): the error log until
             the config's own main-level error_log, if any, takes over.
+        isolated: parse in a child process (child.py), as the daemon does,
+            so that lark never loads here; False parses in this process.
 
     Returns:
         A frozen ``Config``.
@@ -114,10 +117,14 @@ def load(
     Raises:
         ConfigError: any syntax or meaning error, with file and line.
     """
-    parsed = parse(path, prefix)
-    if globals_:
-        extra = parse_string(globals_, file="command line")
-        parsed = Parsed(parsed.directives + extra, parsed.files)
+    if isolated:
+        from pyngx.config.child import read as read_in_child
+
+        parsed = read_in_child(path, prefix, globals_)
+    else:
+        from pyngx.config.parse import read
+
+        parsed = read(path, prefix, globals_)
     config = build(parsed, Path(path))
     # Right after reading: a reload watcher compares against these.
     config = dataclasses.replace(config, stamps=file_stamps(parsed.files))

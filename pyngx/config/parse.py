@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from pyngx.config.tree import Directive, Parsed
 from pyngx.errors import ConfigError
 from pyngx.memory import hidden
+
+__all__ = ["MAX_INCLUDE_DEPTH", "MIME_TYPES", "Directive", "Parsed", "parse", "parse_string", "read"]
 
 # lark imports the third-party ``regex`` package whenever it is installed
 # (lark/utils.py, lark/lark.py) but uses it only for Lark(regex=True) and
@@ -46,67 +48,9 @@ MAX_INCLUDE_DEPTH = 32
 _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "t": "\t", "r": "\r", "n": "\n"}
 
 
-@dataclass(frozen=True, slots=True)
-class Directive:
-    """One directive as written: ``name args... ;`` or ``name args... { block }``.
-
-    Attributes:
-        name: the first word.
-        args: the remaining words, quotes removed and escapes applied.
-        block: the inner directives for a block directive, else None.
-        file: the config file it came from, as given to ``parse``.
-        line: 1-based line of the ";" or "{" that ends the directive's
-            words: the line nginx names in its messages (cf->conf_file->line
-            when the directive's handler runs).
-    """
-
-    name: str
-    args: tuple[str, ...]
-    block: tuple[Directive, ...] | None
-    file: str
-    line: int
-
-    def dump(self, indent: int = 0) -> str:
-        """Render the directive back to nginx syntax (used by ``pyngx -T``).
-
-        Parsing the result gives the same names, args and blocks.
-        """
-        pad = "    " * indent
-        words = " ".join(_quote(w) for w in (self.name, *self.args))
-        if self.block is None:
-            return f"{pad}{words};\n"
-        inner = "".join(d.dump(indent + 1) for d in self.block)
-        return f"{pad}{words} {{\n{inner}{pad}}}\n"
-
-
-@dataclass(frozen=True, slots=True)
-class Parsed:
-    """The result of parsing a main config file.
-
-    Attributes:
-        directives: the top-level (main context) directives.
-        files: every file read, the main file first, in reading order.
-    """
-
-    directives: tuple[Directive, ...]
-    files: tuple[Path, ...]
-
-
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     return Lark(GRAMMAR.read_text(), parser="lalr", propagate_positions=True, maybe_placeholders=False)
-
-
-# A word with one of these characters is written double-quoted by dump();
-# a backslash is escaped so that "\\n" is not read back as a newline.
-_NEEDS_QUOTES = frozenset(" \t\r\n;{}\"'#\\")
-
-
-def _quote(word: str) -> str:
-    if word and not _NEEDS_QUOTES.intersection(word):
-        return word
-    escaped = word.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
 
 
 def _unescape(text: str) -> str:
@@ -166,6 +110,28 @@ def parse_string(text: str, file: str = "<string>") -> tuple[Directive, ...]:
         ConfigError: as ``parse``.
     """
     return _State(Path.cwd()).parse_text(text, file, depth=0)
+
+
+def read(
+    path: str | os.PathLike[str], prefix: str | os.PathLike[str] | None = None, globals_: str | None = None
+) -> Parsed:
+    """Parse the main config file, then the ``-g`` directives after its own.
+
+    What ``load`` parses, in this process; ``child.read`` runs it in a child.
+
+    Args:
+        path: the main config file.
+        prefix: directory for relative include paths (default: the file's directory).
+        globals_: main-context directives given with ``-g``, or None.
+
+    Raises:
+        ConfigError: as ``parse``; the ``-g`` text's errors name "command line".
+    """
+    parsed = parse(path, prefix)
+    if globals_:
+        extra = parse_string(globals_, file="command line")
+        parsed = Parsed(parsed.directives + extra, parsed.files)
+    return parsed
 
 
 class _State:
