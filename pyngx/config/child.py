@@ -43,11 +43,14 @@ def read(
 
     The child is this interpreter with ``-S`` and this process's ``sys.path``
     (site's work is done already), so it imports the same lark and pyngx.
+    When no child can be started (no interpreter at ``sys.executable``, no
+    process slot), the parse runs here instead: the config still loads, and
+    lark stays loaded.
 
     Raises:
         ConfigError: the config's own errors, as ``parse.read`` raises them;
-            also when the child cannot start, fails or outlives ``TIMEOUT``
-            (nothing of the config is known then).
+            also when the child fails or outlives ``TIMEOUT`` (nothing of
+            the config is known then).
     """
     argv = [sys.executable, "-S", "-c", _CODE, os.fspath(path), os.fspath(prefix or ""), globals_ or ""]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([_ROOT, *(p for p in sys.path if p)]))
@@ -55,15 +58,18 @@ def read(
         done = subprocess.run(argv, env=env, capture_output=True, timeout=TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
         raise ConfigError(f"the config parser did not finish in {TIMEOUT:g} s", os.fspath(path)) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot start the config parser ({exc})", os.fspath(path)) from None
+    except OSError:
+        from pyngx.config.parse import read as parse_read
+
+        return parse_read(path, prefix, globals_)
     if done.returncode != 0 or not done.stdout:
         lines = done.stderr.decode(errors="replace").strip().splitlines() or [f"exit status {done.returncode}"]
         raise ConfigError(f"the config parser failed: {lines[-1]}", os.fspath(path))
     answer = pickle.loads(done.stdout)
     if isinstance(answer, ConfigError):
         raise answer
-    assert isinstance(answer, Parsed)
+    if not isinstance(answer, Parsed):
+        raise ConfigError(f"the config parser answered {type(answer).__name__}", os.fspath(path))
     return answer
 
 

@@ -71,3 +71,11 @@ def test_child_imports_pyngx_from_anywhere(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code, str(conf)], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=60)
     assert (out.returncode, out.stdout.strip()) == (0, "1"), out.stderr
+
+
+def test_no_child_parses_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When no child process can start (no interpreter there), the config is parsed in this process."""
+    conf = tmp_path / "pyngx.conf"
+    conf.write_text("events {}\n")
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    assert child.read(conf) == read(conf)
