@@ -480,6 +480,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
 
 def serve(server_factory: Callable[[], Server]) -> None:
     """Run a Server (made inside the loop) to its end on a fresh event loop."""
+    memory.tune_malloc()
 
     async def main() -> None:
         await server_factory().run()

@@ -55,7 +55,8 @@ def read(
     argv = [sys.executable, "-S", "-c", _CODE, os.fspath(path), os.fspath(prefix or ""), globals_ or ""]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([_ROOT, *(p for p in sys.path if p)]))
     try:
-        done = subprocess.run(argv, env=env, capture_output=True, timeout=TIMEOUT, check=False)
+        done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT,
+                              check=False)
     except subprocess.TimeoutExpired:
         raise ConfigError(f"the config parser did not finish in {TIMEOUT:g} s", os.fspath(path)) from None
     except OSError:
