@@ -77,6 +77,7 @@ TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
 
 #: Set, the user's own choice wins (glibc reads these at start).
 _USER_SETTINGS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
+_USER_TUNABLES = ("glibc.malloc.trim_threshold", "glibc.malloc.mmap_threshold")
 
 
 def tune_malloc() -> bool:
@@ -97,10 +98,11 @@ def tune_malloc() -> bool:
     would otherwise give a block just over the threshold an mmap() and
     munmap() of its own each time.
 
-    Call once, before serving. Does nothing when the user tuned glibc's
-    malloc (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_``, or
-    ``glibc.malloc.`` tunables in ``GLIBC_TUNABLES``) or the C library has
-    no ``mallopt`` (musl's does nothing).
+    Call once, before serving. Does nothing when the user set either
+    threshold (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_``, or
+    their ``glibc.malloc.`` tunables in ``GLIBC_TUNABLES``) or the C
+    library has no ``mallopt`` (musl's does nothing). Loading ctypes for
+    the call costs the process about 0.3 MiB.
 
     Returns:
         True when both thresholds were set.
@@ -109,7 +111,8 @@ def tune_malloc() -> bool:
     """
     if sys.platform != "linux" or any(name in os.environ for name in _USER_SETTINGS):
         return False
-    if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if any(name in tunables for name in _USER_TUNABLES):
         return False
     try:
         import ctypes

@@ -16,12 +16,20 @@ __all__ = ["Config", "load"]
 
 
 def __getattr__(name: str) -> object:
+    value: object
     if name == "load":
         from pyngx.config.build import load
 
-        return load
-    if name == "Config":
+        value = load
+    elif name == "Config":
         from pyngx.config.model import Config
 
-        return Config
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = Config
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
