@@ -154,6 +154,30 @@ def table(res: Results, targets: list[str], big: int) -> str:
     return "\n".join(lines)
 
 
+def paired_table(res: Results, big: int, target: str = "pyngx", peer: str = "asgi") -> str | None:
+    """``target`` against ``peer`` repetition by repetition, as Markdown.
+
+    The two run within the same repetition, a minute apart at most, so a
+    ratio per repetition cancels most of the machine's drift that moves
+    the medians from run to run. Each ratio is oriented so that above
+    1.00× means ``target`` did better (for latency, seconds, CPU and RSS,
+    peer ÷ target). None when either target was not measured.
+    """
+    lines = []
+    for m in measured(res):
+        a, b = res.values.get((m.key, target)), res.values.get((m.key, peer))
+        if not a or not b or len(a) != len(b):
+            continue
+        ratios = [(x / y if m.higher_is_better else y / x) for x, y in zip(a, b) if x and y]
+        if ratios:
+            ahead = sum(r > 1.0 for r in ratios)
+            lines.append(f"| {m.label.format(big=size_name(big))} | {statistics.median(ratios):.2f}× | "
+                         f"{min(ratios):.2f}–{max(ratios):.2f}× | {ahead} of {len(ratios)} |")
+    if not lines:
+        return None
+    return "\n".join([f"| case | median | range | repetitions with {target} ahead |", "|---|---|---|---|", *lines])
+
+
 def raw_table(res: Results, targets: list[str], big: int) -> str:
     lines = ["| case | " + " | ".join(targets) + " |", "|---|" + "---|" * len(targets)]
     for m in measured(res):
@@ -327,6 +351,19 @@ def render(res: Results, names: list[str], args: argparse.Namespace, w2: str, el
         "",
         table(res, names, args.big),
         "",
+    ]
+    paired = paired_table(res, args.big)
+    if paired is not None:
+        parts += [
+            "pyngx against the ASGI peer (its own stack without it), repetition by repetition: in each "
+            "repetition the two run within a minute of each other, so these ratios move less from run to run "
+            "than the medians above. Above 1.00×: pyngx did better (for latency, seconds, CPU and RSS the "
+            "ratio is the peer's figure over pyngx's).",
+            "",
+            paired,
+            "",
+        ]
+    parts += [
         f"pyngx `worker_processes 2`: {w2}",
         "",
         f"Other processes on this machine used {100 * res.foreign:.0f}% of its {os.cpu_count()} cores while "
