@@ -76,10 +76,10 @@ def read(
             seconds or answers something unreadable (nothing of the config
             is known then).
     """
-    file = os.fspath(path)
-    code = _child_code(file, None if prefix is None else os.fspath(prefix), globals_)
     if not sys.executable:
         return _in_process(path, prefix, globals_)
+    file = os.fspath(path)
+    code = _child_code(file, None if prefix is None else os.fspath(prefix), globals_)
     try:
         # A session of its own: a terminal's Ctrl-C or a signal to the
         # daemon's process group does not cut a reload's parse short.

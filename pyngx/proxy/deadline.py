@@ -15,6 +15,10 @@ import asyncio
 from collections.abc import Callable
 
 
+def _done() -> None:
+    """The ``expire`` of a deadline that is cancelled or was given none."""
+
+
 class Deadline:
     """One nginx-style timer: armed while an operation is pending, it calls
     ``expire`` once the operation has been pending ``timeout`` seconds.
@@ -26,12 +30,13 @@ class Deadline:
     Args:
         loop: the running event loop.
         timeout: seconds an operation may stay pending (0: never expires).
-        expire: called (once per expiry, from the event loop) when it has.
+        expire: called (once per expiry, from the event loop) when it has;
+            none is needed with timeout 0.
     """
 
     __slots__ = ("loop", "timeout", "expire", "since", "handle")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float, expire: Callable[[], None]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float, expire: Callable[[], None] = _done) -> None:
         self.loop = loop
         self.timeout = timeout
         self.expire = expire
@@ -69,7 +74,3 @@ class Deadline:
             self.expire()
         else:
             self.handle = self.loop.call_at(due, self._check)
-
-
-def _done() -> None:
-    """A cancelled deadline's ``expire``."""

@@ -468,7 +468,7 @@ class _Body:
                 self.done = True
 
 
-def _body_deadline(resp: aiohttp.ClientResponse, plan: ProxyPlan) -> Deadline | None:
+def _body_deadline(resp: aiohttp.ClientResponse, plan: ProxyPlan) -> Deadline:
     """proxy_read_timeout for the rest of a response's body, on a lazily re-armed timer.
 
     aiohttp times every read from the upstream socket (sock_read) by
@@ -477,23 +477,25 @@ def _body_deadline(resp: aiohttp.ClientResponse, plan: ProxyPlan) -> Deadline | 
     deadline runs while pyngx waits for the next piece, and stops while it
     hands a piece to a slow client (as nginx's read timer and aiohttp's
     sock_read do). When it expires the body ends with aiohttp's own
-    SocketTimeoutError, so the caller's error path is the same. None when
-    the body has already arrived whole (its connection is back in the pool).
+    SocketTimeoutError, so the caller's error path is the same. A deadline
+    that never expires when the body has already arrived whole (its
+    connection is back in the pool).
 
     Source: nginx docs: ngx_http_proxy_module, proxy_read_timeout ("between
     two successive read operations").
     """
+    loop = asyncio.get_running_loop()
     conn = resp.connection
     proto = conn.protocol if conn is not None else None
     if proto is None or not plan.loc.proxy_read_timeout:
-        return None
+        return Deadline(loop, 0)
     proto.read_timeout = None  # set again for the connection's next request
     content = resp.content
 
     def expire() -> None:
         content.set_exception(aiohttp.SocketTimeoutError("Timeout on reading data from socket"))
 
-    return Deadline(asyncio.get_running_loop(), plan.loc.proxy_read_timeout, expire)
+    return Deadline(loop, plan.loc.proxy_read_timeout, expire)
 
 
 def _has_body(req: Request) -> bool:
@@ -759,12 +761,9 @@ async def proxy_http(
                 content = resp.content
                 reading = _body_deadline(resp, plan)
                 while True:
-                    if reading is not None:
-                        reading.arm()
-                        chunk = await content.readany()
-                        reading.disarm()
-                    else:
-                        chunk = await content.readany()
+                    reading.arm()
+                    chunk = await content.readany()
+                    reading.disarm()
                     if not chunk:
                         break
                     sent_bytes += len(chunk)
