@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import hashlib
 import json
+import random
 import re
 import socket
 import subprocess
@@ -13,12 +14,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import aiohttp
 import pytest
 from aiohttp import web
 from yarl import URL
 
+from pyngx.proxy.http import LONG_BODY, LONG_BODY_NEVER, LONG_BODY_READ, _widen_if_long
 from tests.conftest import Backend, Pyngx, free_port, start_backend, wait_for
 
 
@@ -474,6 +477,56 @@ class TestStreaming:
         peak = max(samples)
         print(f"pyngx peak RSS while streaming 1 GiB up and down: {peak / 1024:.1f} MiB")
         assert peak < 100 * 1024, f"peak RSS {peak} KiB"
+
+    async def test_long_and_short_bodies_arrive_whole(self, run_pyngx):
+        """Bodies on either side of LONG_BODY (where pyngx widens its upstream
+        read buffer), with a Content-Length and without one (chunked), reach
+        the client byte for byte."""
+        data = random.Random(7).randbytes(LONG_BODY * 3)
+
+        async def body(request: web.Request) -> web.StreamResponse:
+            n = int(request.match_info["n"])
+            resp = web.StreamResponse()
+            if request.query.get("length") == "1":
+                resp.content_length = n
+            await resp.prepare(request)
+            step = 100_003  # pieces that match no buffer size
+            for i in range(0, n, step):
+                await resp.write(data[i:min(n, i + step)])
+            await resp.write_eof()
+            return resp
+
+        b, stop = start_backend([("GET", "/body/{n}", body)])
+        try:
+            port = free_port()
+            run_pyngx(conf(port, f"location / {{ proxy_pass {b.url}; }}"), port=port)
+            async with aiohttp.ClientSession() as s:
+                for n in (LONG_BODY // 2, LONG_BODY, LONG_BODY + 1, len(data)):
+                    for length in ("1", "0"):
+                        async with s.get(f"http://127.0.0.1:{port}/body/{n}?length={length}") as r:
+                            got = await asyncio.wait_for(r.read(), 30)
+                            assert (r.headers.get("Transfer-Encoding") == "chunked") == (length == "0")
+                        assert len(got) == n and hashlib.sha256(got).digest() == hashlib.sha256(data[:n]).digest()
+        finally:
+            stop()
+
+    def test_widen_if_long(self):
+        """A body longer than LONG_BODY (declared, or relayed so far) gets a
+        256 KiB read buffer once; shorter ones keep theirs; an aiohttp
+        StreamReader without set_read_chunk_size is left alone."""
+        calls: list[int] = []
+
+        class Reader:
+            def set_read_chunk_size(self, n: int) -> None:
+                calls.append(n)
+
+        reader: Any = Reader()
+        assert _widen_if_long(reader, None) == LONG_BODY
+        assert _widen_if_long(reader, LONG_BODY) == LONG_BODY
+        assert calls == []
+        assert _widen_if_long(reader, LONG_BODY + 1) == LONG_BODY_NEVER
+        assert calls == [LONG_BODY_READ] == [256 * 1024]
+        assert _widen_if_long(cast(Any, object()), 10 * LONG_BODY) == LONG_BODY_NEVER
 
     async def test_chunks_arrive_as_backend_flushes(self, run_pyngx):
         """A streamed response reaches the client chunk by chunk, before the backend ends it."""
