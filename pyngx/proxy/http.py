@@ -260,9 +260,9 @@ WATCH_DELAY = 0.25
 #: A response body longer than this (bytes: declared, or relayed so far) is
 #: a long one: its upstream reads go up to LONG_BODY_READ bytes at a time.
 LONG_BODY = 4 * 2**20
-#: The read buffer of a long body (bytes; aiohttp's own default). Shorter
-#: bodies keep the session's 64 KiB (runtime.py), see _widen_if_long.
-LONG_BODY_READ = 2**18
+#: The read buffer of a long body (bytes). Shorter bodies keep the
+#: session's 64 KiB (runtime.py), see _widen_if_long.
+LONG_BODY_READ = 2**17
 #: A relayed byte count no body reaches (``_widen_if_long``: nothing left to widen).
 LONG_BODY_NEVER = 1 << 62
 
@@ -513,11 +513,11 @@ def _widen_if_long(content: aiohttp.StreamReader, length: int | None) -> int:
     With aiohttp's read buffer at 64 KiB (the session's, runtime.py) a body
     is read and relayed in pieces of up to about 256 KiB, which keeps short
     and medium answers moving: at 8 connections of 1 or 2 MiB answers it
-    does 10-30 % more requests per second than with 256 KiB. A long body
+    does 10-30 % more requests per second than a bigger buffer. A long body
     is better relayed in bigger pieces (fewer passes through Hypercorn and
-    h11 per byte): with 256 KiB a lone 1 GiB download costs about 20 % less
-    CPU, and 16 MiB answers at 8 connections go about 10 % faster
-    (bench/README.md). So a body whose Content-Length is above LONG_BODY
+    h11 per byte): with 128 KiB a lone download costs 20-35 % less CPU, for
+    about 0.5 MiB more peak RSS (256 KiB: less gain, 1 MiB more; see
+    bench/README.md). So a body whose Content-Length is above LONG_BODY
     gets the bigger buffer from the start, and any other once more than
     LONG_BODY bytes of it have been relayed.
 

@@ -512,7 +512,7 @@ class TestStreaming:
 
     def test_widen_if_long(self):
         """A body longer than LONG_BODY (declared, or relayed so far) gets a
-        256 KiB read buffer once; shorter ones keep theirs; an aiohttp
+        128 KiB read buffer once; shorter ones keep theirs; an aiohttp
         StreamReader without set_read_chunk_size is left alone."""
         calls: list[int] = []
 
@@ -525,7 +525,7 @@ class TestStreaming:
         assert _widen_if_long(reader, LONG_BODY) == LONG_BODY
         assert calls == []
         assert _widen_if_long(reader, LONG_BODY + 1) == LONG_BODY_NEVER
-        assert calls == [LONG_BODY_READ] == [256 * 1024]
+        assert calls == [LONG_BODY_READ] == [128 * 1024]
         assert _widen_if_long(cast(Any, object()), 10 * LONG_BODY) == LONG_BODY_NEVER
 
     async def test_chunks_arrive_as_backend_flushes(self, run_pyngx):
