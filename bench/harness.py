@@ -298,9 +298,9 @@ def origin_conf(tmp: Path, port: int) -> str:
 """
 
 
-def nginx_proxy_conf(tmp: Path, port: int, origin: int, sink: int) -> str:
+def nginx_proxy_conf(tmp: Path, port: int, origin: int, sink: int, name: str = "proxy") -> str:
     up = "proxy_http_version 1.1; proxy_set_header Connection \"\";"
-    return nginx_common(tmp, "proxy") + f"""    upstream origin {{ server 127.0.0.1:{origin}; keepalive 64; }}
+    return nginx_common(tmp, name) + f"""    upstream origin {{ server 127.0.0.1:{origin}; keepalive 64; }}
     upstream sink {{ server 127.0.0.1:{sink}; keepalive 4; }}
     server {{
         listen 127.0.0.1:{port};
@@ -385,17 +385,19 @@ class Bed:
         wait_http(self.sink, p, self.log("sink"), path="/")
         self.targets["direct"] = Target("direct", self.origin, self.sink, self.sink, None)
 
-    def start_proxy(self, name: str, workers: int = 1, cpu: str = PROXY_CPU) -> Target:
+    def start_proxy(self, name: str, workers: int = 1, cpu: str = PROXY_CPU, kind: str = "") -> Target:
+        """Start the proxy ``kind`` (nginx, a peer's name, else pyngx; default: ``name``) as ``name``."""
+        kind = kind or name
         port = free_port()
         log = self.log(name)
         origin, sink = f"http://127.0.0.1:{self.origin}", f"http://127.0.0.1:{self.sink}"
         cwd = None
-        if name == "nginx":
-            conf = self.tmp / "proxy.conf"
-            conf.write_text(nginx_proxy_conf(self.tmp, port, self.origin, self.sink))
+        if kind == "nginx":
+            conf = self.tmp / f"{name}.proxy.conf"
+            conf.write_text(nginx_proxy_conf(self.tmp, port, self.origin, self.sink, f"{name}.proxy"))
             argv = [nginx(), "-p", str(self.tmp), "-e", "stderr", "-c", str(conf)]
-        elif name in PEERS:
-            argv = [sys.executable, str(BENCH / "peers" / f"{name}_proxy.py"), str(port), origin, "--sink", sink,
+        elif kind in PEERS:
+            argv = [sys.executable, str(BENCH / "peers" / f"{kind}_proxy.py"), str(port), origin, "--sink", sink,
                     "--ws", sink]
         else:  # pyngx
             compile_pyngx(self.pyngx_root)

@@ -38,7 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import (BENCH, GIB, MIB, PEERS, ROOT, TARGETS, Bed, CpuWatch, Procs, RssPeak, WrkResult, hold_signals,
+from harness import (BENCH, GIB, MIB, PEERS, ROOT, TARGETS, Bed, CpuWatch, Procs, RssPeak, Target, WrkResult,
+                     hold_signals,
                      cpu_seconds, curl_transfer, export_commit, loaded, machine, nginx, pyngx_version, tree, wrk,
                      ws_echo)
 from profiling import profile
@@ -90,6 +91,7 @@ METRICS = (
     Metric("ws1_rate", "WebSocket echo, 1 conn: msg/s", "msg/s", True, _int),
     Metric("ws100_rate", "WebSocket echo, 100 conns: msg/s", "msg/s", True, _int),
     Metric("ws100_cpu", "WebSocket echo, 100 conns: proxy CPU per message", "µs", False, lambda v: f"{v:.0f} µs"),
+    Metric("ws100_rss", "WebSocket echo, 100 conns: peak RSS", "MiB", False, lambda v: f"{v:.0f} MiB"),
 )
 
 # --cases: the groups of cases that can be run alone.
@@ -193,9 +195,12 @@ def raw_table(res: Results, targets: list[str], big: int) -> str:
 # The run.
 
 
-def measure(bed: Bed, res: Results, args: argparse.Namespace, names: list[str]) -> None:
+def measure(bed: Bed, res: Results, args: argparse.Namespace, names: list[str], ws: dict[str, Target]) -> None:
     """One repetition per loop: each case runs every target back to back,
-    in an order rotated per repetition, so that drift hits all alike."""
+    in an order rotated per repetition, so that drift hits all alike.
+
+    ``ws`` holds the processes that run the WebSocket cases: other ones
+    than the HTTP cases', see ``ws_targets``."""
     d, cases = args.duration, args.cases
     for rep in range(args.reps):
         order = names[rep % len(names):] + names[: rep % len(names)]
@@ -239,10 +244,14 @@ def measure(bed: Bed, res: Results, args: argparse.Namespace, names: list[str]) 
                 print(line, flush=True)
         for conns in (1, 100) if "ws" in cases else ():
             for t in order:
-                w = ws_echo(bed.procs, bed.targets[t], conns, d)
+                target = ws[t]
+                with RssPeak(target.pid) as peak:
+                    w = ws_echo(bed.procs, target, conns, d)
                 res.add(f"ws{conns}_rate", t, w.rate)
                 if conns == 100:
                     res.add("ws100_cpu", t, w.cpu)
+                    if target.pid is not None:
+                        res.add("ws100_rss", t, peak.peak / 1024)
                 print(f"  {t:8} WS x{conns:<3}: {w.rate:9,.0f} msg/s"
                       + (f"  {w.cpu:.0f} µs CPU/msg" if w.cpu is not None else ""), flush=True)
 
@@ -252,13 +261,28 @@ def _errors(res: Results, t: str, case: str, r: WrkResult) -> None:
         res.errors.append(f"{t}, {case}: {r.errors}")
 
 
-def warm(bed: Bed, names: list[str], cases: set[str]) -> None:
+def warm(bed: Bed, names: list[str], cases: set[str], ws: dict[str, Target]) -> None:
     """Fill every pool and cache before the first measured second."""
     for t in names:
         wrk(bed.procs, f"http://127.0.0.1:{bed.targets[t].port}/13", 32, 1)
         wrk(bed.procs, f"http://127.0.0.1:{bed.targets[t].port}/files/1m", 8, 1)
         if "ws" in cases:
-            ws_echo(bed.procs, bed.targets[t], 100, 0.5)
+            ws_echo(bed.procs, ws[t], 100, 0.5)
+
+
+def ws_targets(bed: Bed, names: list[str], cases: set[str]) -> dict[str, Target]:
+    """The processes that run the WebSocket cases: a second one of each proxy.
+
+    100 WebSockets leave 3-4 MiB of Python's allocator arenas behind in
+    every Python proxy (a few surviving objects pin each 1 MiB arena), so
+    in a process that ran them every later transfer would peak that much
+    higher, and the transfer rows would measure the WebSocket cases. With
+    a process of its own for them, the upload and download rows say what
+    streaming costs, and the WebSocket row what 100 open WebSockets cost.
+    """
+    if "ws" not in cases:
+        return {}
+    return {t: bed.targets[t] if t == "direct" else bed.start_proxy(f"{t}-ws", kind=t) for t in names}
 
 
 def workers_line(bed: Bed, res: Results, args: argparse.Namespace) -> str:
@@ -307,11 +331,12 @@ def bench(args: argparse.Namespace) -> int:
                 bed.start_proxy(t)
         print(f"origin 127.0.0.1:{bed.origin}, sink 127.0.0.1:{bed.sink}; "
               + ", ".join(f"{t} :{bed.targets[t].port}" for t in names), flush=True)
-        warm(bed, names, args.cases)
+        ws = ws_targets(bed, names, args.cases)
+        warm(bed, names, args.cases, ws)
         res = Results()
         t0 = time.monotonic()
         cpu = CpuWatch(procs)
-        measure(bed, res, args, names)
+        measure(bed, res, args, names, ws)
         res.foreign = cpu.foreign()
         w2 = workers_line(bed, res, args) if "pyngx" in names and "13b" in args.cases else "not run"
         elapsed = time.monotonic() - t0
