@@ -360,6 +360,8 @@ class Bed:
     origin: int = 0
     sink: int = 0
     pyngx_root: Path = ROOT
+    #: How each proxy was started (workers, cpu, kind), for ``restart_proxy``.
+    started: dict[str, tuple[int, str, str]] = field(default_factory=dict)
 
     def log(self, name: str) -> Path:
         return self.tmp / f"{name}.log"
@@ -411,7 +413,17 @@ class Bed:
         wait_http(port, p, log)
         t = Target(name, port, port, port, p.pid)
         self.targets[name] = t
+        self.started[name] = (workers, cpu, kind)
         return t
+
+    def restart_proxy(self, name: str) -> Target:
+        """Stop the proxy started as ``name`` and start a new one the same way (on another port)."""
+        pid = self.targets[name].pid
+        for _, p in list(self.procs.procs):
+            if p.pid == pid:
+                self.procs.stop(p)
+        workers, cpu, kind = self.started[name]
+        return self.start_proxy(name, workers, cpu, kind)
 
 
 def nginx() -> str:

@@ -39,9 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import (BENCH, GIB, MIB, PEERS, ROOT, TARGETS, Bed, CpuWatch, Procs, RssPeak, Target, WrkResult,
-                     hold_signals,
-                     cpu_seconds, curl_transfer, export_commit, loaded, machine, nginx, pyngx_version, tree, wrk,
-                     ws_echo)
+                     cpu_seconds, curl_transfer, export_commit, hold_signals, loaded, machine, nginx, pyngx_version,
+                     tree, wrk, ws_echo)
 from profiling import profile
 
 TITLES = {
@@ -200,10 +199,14 @@ def measure(bed: Bed, res: Results, args: argparse.Namespace, names: list[str], 
     in an order rotated per repetition, so that drift hits all alike.
 
     ``ws`` holds the processes that run the WebSocket cases: other ones
-    than the HTTP cases', see ``ws_targets``."""
+    than the HTTP cases', see ``ws_targets``. Unless ``--same-processes``,
+    every repetition after the first runs against newly started (and
+    warmed) proxies, see ``fresh``."""
     d, cases = args.duration, args.cases
     for rep in range(args.reps):
         order = names[rep % len(names):] + names[: rep % len(names)]
+        if rep and not args.same_processes:
+            fresh(bed, names, cases, ws)
         print(f"repetition {rep + 1}/{args.reps} (order: {', '.join(order)})", flush=True)
         for t in order if "13b" in cases else ():
             r, cpu = loaded(bed.procs, bed.targets[t], "/13", 32, d)
@@ -268,6 +271,25 @@ def warm(bed: Bed, names: list[str], cases: set[str], ws: dict[str, Target]) -> 
         wrk(bed.procs, f"http://127.0.0.1:{bed.targets[t].port}/files/1m", 8, 1)
         if "ws" in cases:
             ws_echo(bed.procs, ws[t], 100, 0.5)
+
+
+def fresh(bed: Bed, names: list[str], cases: set[str], ws: dict[str, Target]) -> None:
+    """Replace every proxy process (and its WebSocket twin) with a new one, then warm them.
+
+    Two processes of the same proxy, started the same way, can differ by
+    10-15 % in speed for their whole life (where their heap and code land
+    in memory; measured: pyngx against itself at 100 WebSockets, 9,466
+    against 11,264 msg/s over 6 interleaved repetitions). With one process
+    per proxy for the whole run that luck would be in every repetition;
+    with new ones per repetition it is one more thing the median evens out.
+    """
+    for t in names:
+        if t == "direct":
+            continue
+        bed.restart_proxy(t)
+        if t in ws:
+            ws[t] = bed.restart_proxy(f"{t}-ws")
+    warm(bed, names, cases, ws)
 
 
 def ws_targets(bed: Bed, names: list[str], cases: set[str]) -> dict[str, Target]:
@@ -368,7 +390,10 @@ def render(res: Results, names: list[str], args: argparse.Namespace, w2: str, el
         + (f", cases {','.join(sorted(args.cases))}" if args.cases != set(CASES) else "")
         + f"; measuring took {elapsed / 60:.1f} min",
         "",
-        f"Medians of {args.reps} interleaved repetitions. The proxy under test runs on core 0; the origin "
+        f"Medians of {args.reps} interleaved repetitions"
+        + (", all against the same proxy processes" if args.same_processes else
+           ", each against newly started proxy processes (the WebSocket cases in processes of their own)")
+        + ". The proxy under test runs on core 0; the origin "
         "(nginx 1 worker: `return 200` with 13 bytes, static files), the upload sink and WebSocket echo "
         "(aiohttp.web), wrk (1 thread), curl and the WebSocket client (aiohttp, 64-byte text round trips; "
         "1 round trip = 1 message) on core 1. Each figure is followed by its ratio to nginx (N) and to the fastest Python peer (P, "
@@ -423,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also run bench/ws_bench.py (WebSocket streaming and RSS with 500 open, pyngx only)\n"
                         "and append its output; the echo figures are in the table anyway")
     p.add_argument("--no-write", action="store_true", help="print the table only, leave bench/results.md alone")
+    p.add_argument("--same-processes", action="store_true",
+                   help="run every repetition against the same proxy processes (default: new ones per repetition)")
     p.add_argument("--profile", action="store_true",
                    help="run pyngx under py-spy while wrk loads it; write bench/out/ (see bench/profile.sh)")
     p.add_argument("--pyngx", type=Path, default=ROOT,
