@@ -298,7 +298,7 @@ def origin_conf(tmp: Path, port: int) -> str:
 """
 
 
-def nginx_proxy_conf(tmp: Path, port: int, origin: int, sink: int, name: str = "proxy") -> str:
+def nginx_proxy_conf(tmp: Path, port: int, origin: int, sink: int, name: str) -> str:
     up = "proxy_http_version 1.1; proxy_set_header Connection \"\";"
     return nginx_common(tmp, name) + f"""    upstream origin {{ server 127.0.0.1:{origin}; keepalive 64; }}
     upstream sink {{ server 127.0.0.1:{sink}; keepalive 4; }}

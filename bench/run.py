@@ -248,7 +248,8 @@ def measure(bed: Bed, res: Results, args: argparse.Namespace, names: list[str], 
         for conns in (1, 100) if "ws" in cases else ():
             for t in order:
                 target = ws[t]
-                with RssPeak(target.pid) as peak:
+                # RSS is sampled at 100 conns only: the sampler's wake-ups would add to 1 conn's latency.
+                with RssPeak(target.pid if conns == 100 else None) as peak:
                     w = ws_echo(bed.procs, target, conns, d)
                 res.add(f"ws{conns}_rate", t, w.rate)
                 if conns == 100:
@@ -277,7 +278,7 @@ def fresh(bed: Bed, names: list[str], cases: set[str], ws: dict[str, Target]) ->
     """Replace every proxy process (and its WebSocket twin) with a new one, then warm them.
 
     Two processes of the same proxy, started the same way, can differ by
-    10-15 % in speed for their whole life (where their heap and code land
+    up to about 20 % in speed for their whole life (where their heap and code land
     in memory; measured: pyngx against itself at 100 WebSockets, 9,466
     against 11,264 msg/s over 6 interleaved repetitions). With one process
     per proxy for the whole run that luck would be in every repetition;
@@ -288,7 +289,7 @@ def fresh(bed: Bed, names: list[str], cases: set[str], ws: dict[str, Target]) ->
             continue
         bed.restart_proxy(t)
         if t in ws:
-            ws[t] = bed.restart_proxy(f"{t}-ws")
+            ws[t] = bed.restart_proxy(ws[t].name) if ws[t].name != t else bed.targets[t]
     warm(bed, names, cases, ws)
 
 
@@ -301,9 +302,12 @@ def ws_targets(bed: Bed, names: list[str], cases: set[str]) -> dict[str, Target]
     higher, and the transfer rows would measure the WebSocket cases. With
     a process of its own for them, the upload and download rows say what
     streaming costs, and the WebSocket row what 100 open WebSockets cost.
+    When only the WebSocket cases run, their processes are the first ones.
     """
     if "ws" not in cases:
         return {}
+    if not cases & {"13b", "1m", "big"}:
+        return {t: bed.targets[t] for t in names}
     return {t: bed.targets[t] if t == "direct" else bed.start_proxy(f"{t}-ws", kind=t) for t in names}
 
 
@@ -392,7 +396,9 @@ def render(res: Results, names: list[str], args: argparse.Namespace, w2: str, el
         "",
         f"Medians of {args.reps} interleaved repetitions"
         + (", all against the same proxy processes" if args.same_processes else
-           ", each against newly started proxy processes (the WebSocket cases in processes of their own)")
+           ", each against newly started proxy processes")
+        + (" (the WebSocket cases in processes of their own)" if "ws" in args.cases and args.cases & {"13b", "1m", "big"}
+           else "")
         + ". The proxy under test runs on core 0; the origin "
         "(nginx 1 worker: `return 200` with 13 bytes, static files), the upload sink and WebSocket echo "
         "(aiohttp.web), wrk (1 thread), curl and the WebSocket client (aiohttp, 64-byte text round trips; "

@@ -511,23 +511,19 @@ def _widen_if_long(content: aiohttp.StreamReader, length: int | None) -> int:
     """Give a long response body a bigger upstream read buffer; the rest keep 64 KiB.
 
     With aiohttp's read buffer at 64 KiB (the session's, runtime.py) a body
-    is read and relayed in pieces of up to about 256 KiB, which keeps short
-    and medium answers moving: at 8 connections of 1 or 2 MiB answers it
-    does 10-30 % more requests per second than a bigger buffer. A long body
-    is better relayed in bigger pieces (fewer passes through Hypercorn and
-    h11 per byte): with 128 KiB a lone download costs 20-35 % less CPU, for
-    about 0.5 MiB more peak RSS (256 KiB: less gain, 1 MiB more; see
-    bench/README.md). So a body whose Content-Length is above LONG_BODY
-    gets the bigger buffer from the start, and any other once more than
-    LONG_BODY bytes of it have been relayed.
+    is read and relayed in pieces of about 256 KiB (one socket read each),
+    which keeps short and medium answers moving: 1 and 2 MiB answers at 8
+    connections go faster than with a bigger buffer. A long body is better
+    relayed in bigger pieces, as fewer passes through Hypercorn and h11 per
+    byte cost less CPU; 128 KiB does that for about 0.5 MiB more peak RSS
+    (the figures, and why 128 and not 256 KiB: bench/README.md). So a body
+    whose Content-Length is above LONG_BODY gets the bigger buffer from the
+    start, and any other once more than LONG_BODY bytes of it have been
+    relayed.
 
     Uses ``StreamReader.set_read_chunk_size`` (what aiohttp's own
-    ``read(n)`` and ``iter_chunked(n)`` call); with an aiohttp that lacks
-    it, every body keeps 64 KiB.
-
-    Source: nginx docs: ngx_http_proxy_module, proxy_buffering (off: the
-    answer is passed on as it is read, as pyngx always does). The read size
-    is pyngx's own choice; nginx's proxy_buffer_size is not supported.
+    ``read(n)`` and ``iter_chunked(n)`` call; checked with aiohttp 3.14.5);
+    with an aiohttp that lacks it, every body keeps 64 KiB.
 
     Args:
         content: the response's body stream.
@@ -536,6 +532,13 @@ def _widen_if_long(content: aiohttp.StreamReader, length: int | None) -> int:
     Returns:
         The relayed byte count past which to call this again with that
         count: LONG_BODY, or LONG_BODY_NEVER once the buffer is widened.
+
+    Source: nginx docs: ngx_http_proxy_module, proxy_buffering (off: the
+    answer is passed on as it is read, as pyngx always does).
+
+    Differs from nginx: nginx reads an unbuffered answer into one buffer
+    of proxy_buffer_size (4 or 8 KiB); pyngx picks its read size itself as
+    above, and proxy_buffer_size is not supported.
     """
     if length is not None and length > LONG_BODY:
         widen = getattr(content, "set_read_chunk_size", None)

@@ -14,10 +14,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import aiohttp
 import pytest
+from aiohttp.base_protocol import BaseProtocol
 from aiohttp import web
 from yarl import URL
 
@@ -496,37 +497,39 @@ class TestStreaming:
             await resp.write_eof()
             return resp
 
-        b, stop = start_backend([("GET", "/body/{n}", body)])
+        b, stop = start_backend([("*", "/body/{n}", body)])  # GET and HEAD
         try:
             port = free_port()
             run_pyngx(conf(port, f"location / {{ proxy_pass {b.url}; }}"), port=port)
             async with aiohttp.ClientSession() as s:
                 for n in (LONG_BODY // 2, LONG_BODY, LONG_BODY + 1, len(data)):
                     for length in ("1", "0"):
-                        async with s.get(f"http://127.0.0.1:{port}/body/{n}?length={length}") as r:
-                            got = await asyncio.wait_for(r.read(), 30)
-                            assert (r.headers.get("Transfer-Encoding") == "chunked") == (length == "0")
+                        async with asyncio.timeout(30):
+                            async with s.get(f"http://127.0.0.1:{port}/body/{n}?length={length}") as r:
+                                got = await r.read()
+                                assert (r.headers.get("Transfer-Encoding") == "chunked") == (length == "0")
                         assert len(got) == n and hashlib.sha256(got).digest() == hashlib.sha256(data[:n]).digest()
+                async with asyncio.timeout(30):
+                    async with s.head(f"http://127.0.0.1:{port}/body/{len(data)}?length=1") as r:
+                        assert r.status == 200 and r.headers["Content-Length"] == str(len(data))
+                        assert await r.read() == b""
         finally:
             stop()
 
-    def test_widen_if_long(self):
+    async def test_widen_if_long(self):
         """A body longer than LONG_BODY (declared, or relayed so far) gets a
-        128 KiB read buffer once; shorter ones keep theirs; an aiohttp
-        StreamReader without set_read_chunk_size is left alone."""
-        calls: list[int] = []
-
-        class Reader:
-            def set_read_chunk_size(self, n: int) -> None:
-                calls.append(n)
-
-        reader: Any = Reader()
+        128 KiB read buffer on aiohttp's own StreamReader (one made with the
+        session's 64 KiB); shorter ones keep theirs; a reader without
+        set_read_chunk_size (an older aiohttp) is left alone."""
+        loop = asyncio.get_running_loop()
+        reader = aiohttp.StreamReader(BaseProtocol(loop), 2**16, loop=loop)
+        assert reader.get_read_buffer_limits() == (2**16, 2**17)
         assert _widen_if_long(reader, None) == LONG_BODY
         assert _widen_if_long(reader, LONG_BODY) == LONG_BODY
-        assert calls == []
+        assert reader.get_read_buffer_limits() == (2**16, 2**17)
         assert _widen_if_long(reader, LONG_BODY + 1) == LONG_BODY_NEVER
-        assert calls == [LONG_BODY_READ] == [128 * 1024]
-        assert _widen_if_long(cast(Any, object()), 10 * LONG_BODY) == LONG_BODY_NEVER
+        assert reader.get_read_buffer_limits() == (LONG_BODY_READ, 2 * LONG_BODY_READ) == (2**17, 2**18)
+        assert _widen_if_long(cast(aiohttp.StreamReader, object()), 10 * LONG_BODY) == LONG_BODY_NEVER
 
     async def test_chunks_arrive_as_backend_flushes(self, run_pyngx):
         """A streamed response reaches the client chunk by chunk, before the backend ends it."""
