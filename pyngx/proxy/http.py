@@ -257,15 +257,6 @@ async def _forever() -> None:
 #: Seconds an exchange must last before a task watches for the client leaving.
 WATCH_DELAY = 0.25
 
-#: A response body longer than this (bytes: declared, or relayed so far) is
-#: a long one: its upstream reads go up to LONG_BODY_READ bytes at a time.
-LONG_BODY = 4 * 2**20
-#: The read buffer of a long body (bytes). Shorter bodies keep the
-#: session's 64 KiB (runtime.py), see _widen_if_long.
-LONG_BODY_READ = 2**17
-#: A relayed byte count no body reaches (``_widen_if_long``: nothing left to widen).
-LONG_BODY_NEVER = 1 << 62
-
 
 class _Sweep:
     """The event loop's one timer for every ``_Watch`` waiting out WATCH_DELAY.
@@ -505,47 +496,6 @@ def _body_deadline(resp: aiohttp.ClientResponse, plan: ProxyPlan) -> Deadline:
         content.set_exception(aiohttp.SocketTimeoutError("Timeout on reading data from socket"))
 
     return Deadline(loop, plan.loc.proxy_read_timeout, expire)
-
-
-def _widen_if_long(content: aiohttp.StreamReader, length: int | None) -> int:
-    """Give a long response body a bigger upstream read buffer; the rest keep 64 KiB.
-
-    With aiohttp's read buffer at 64 KiB (the session's, runtime.py) a body
-    is read and relayed in pieces of about 256 KiB (one socket read each),
-    which keeps short and medium answers moving: 1 and 2 MiB answers at 8
-    connections go faster than with a bigger buffer. A long body is better
-    relayed in bigger pieces, as fewer passes through Hypercorn and h11 per
-    byte cost less CPU; 128 KiB does that for about 0.5 MiB more peak RSS
-    (the figures, and why 128 and not 256 KiB: bench/README.md). So a body
-    whose Content-Length is above LONG_BODY gets the bigger buffer from the
-    start, and any other once more than LONG_BODY bytes of it have been
-    relayed.
-
-    Uses ``StreamReader.set_read_chunk_size`` (what aiohttp's own
-    ``read(n)`` and ``iter_chunked(n)`` call; checked with aiohttp 3.14.5);
-    with an aiohttp that lacks it, every body keeps 64 KiB.
-
-    Args:
-        content: the response's body stream.
-        length: its Content-Length (None: unknown), or the bytes relayed so far.
-
-    Returns:
-        The relayed byte count past which to call this again with that
-        count: LONG_BODY, or LONG_BODY_NEVER once the buffer is widened.
-
-    Source: nginx docs: ngx_http_proxy_module, proxy_buffering (off: the
-    answer is passed on as it is read, as pyngx always does).
-
-    Differs from nginx: nginx reads an unbuffered answer into one buffer
-    of proxy_buffer_size (4 or 8 KiB); pyngx picks its read size itself as
-    above, and proxy_buffer_size is not supported.
-    """
-    if length is not None and length > LONG_BODY:
-        widen = getattr(content, "set_read_chunk_size", None)
-        if widen is not None:
-            widen(LONG_BODY_READ)
-        return LONG_BODY_NEVER
-    return LONG_BODY
 
 
 def _has_body(req: Request) -> bool:
@@ -810,7 +760,6 @@ async def proxy_http(
             if req.method != "HEAD":
                 content = resp.content
                 reading = _body_deadline(resp, plan)
-                widen_past = _widen_if_long(content, resp.content_length)
                 while True:
                     reading.arm()
                     chunk = await content.readany()
@@ -818,8 +767,6 @@ async def proxy_http(
                     if not chunk:
                         break
                     sent_bytes += len(chunk)
-                    if sent_bytes > widen_past:
-                        widen_past = _widen_if_long(content, sent_bytes)
                     if content.at_eof():
                         tail = chunk  # goes out with the end of the response: one send less
                         break
