@@ -362,6 +362,9 @@ class Bed:
     pyngx_root: Path = ROOT
     #: How each proxy was started (workers, cpu, kind), for ``restart_proxy``.
     started: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+    #: Per pyngx/ tree run, whether it accepts client_max_body_size (checked
+    #: once, after compiling the tree: restarts start the same code).
+    body_size: dict[Path, bool] = field(default_factory=dict)
 
     def log(self, name: str) -> Path:
         return self.tmp / f"{name}.log"
@@ -402,11 +405,12 @@ class Bed:
             argv = [sys.executable, str(BENCH / "peers" / f"{kind}_proxy.py"), str(port), origin, "--sink", sink,
                     "--ws", sink]
         else:  # pyngx
-            compile_pyngx(self.pyngx_root)
             conf = self.tmp / f"{name}.conf"
-            conf.write_text(pyngx_conf(port, self.origin, self.sink, workers, body_size=True))
-            if not pyngx_accepts(conf, self.pyngx_root):
-                conf.write_text(pyngx_conf(port, self.origin, self.sink, workers, body_size=False))
+            if self.pyngx_root not in self.body_size:
+                compile_pyngx(self.pyngx_root)
+                conf.write_text(pyngx_conf(port, self.origin, self.sink, workers, body_size=True))
+                self.body_size[self.pyngx_root] = pyngx_accepts(conf, self.pyngx_root)
+            conf.write_text(pyngx_conf(port, self.origin, self.sink, workers, body_size=self.body_size[self.pyngx_root]))
             argv = [sys.executable, "-m", "pyngx", "-c", str(conf)]
             cwd = self.pyngx_root  # python -m pyngx imports the pyngx/ found there first
         p = self.procs.start(name, pinned(cpu, argv), log, cwd=cwd)

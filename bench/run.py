@@ -100,6 +100,8 @@ CASES = {
     "big": "the upload and the download",
     "ws": "WebSocket echo at 1 and 100 conns",
 }
+#: The cases that talk HTTP (the rest: WebSocket).
+HTTP_CASES = frozenset({"13b", "1m", "big"})
 
 
 def size_name(n: int) -> str:
@@ -284,13 +286,19 @@ def fresh(bed: Bed, names: list[str], cases: set[str], ws: dict[str, Target]) ->
     per proxy for the whole run that luck would be in every repetition;
     with new ones per repetition it is one more thing the median evens out.
     """
+    twins = ws_twins(cases)
     for t in names:
         if t == "direct":
             continue
         bed.restart_proxy(t)
         if t in ws:
-            ws[t] = bed.restart_proxy(ws[t].name) if ws[t].name != t else bed.targets[t]
+            ws[t] = bed.restart_proxy(f"{t}-ws") if twins else bed.targets[t]
     warm(bed, names, cases, ws)
+
+
+def ws_twins(cases: set[str]) -> bool:
+    """Whether the WebSocket cases get processes of their own (see ``ws_targets``)."""
+    return "ws" in cases and bool(cases & HTTP_CASES)
 
 
 def ws_targets(bed: Bed, names: list[str], cases: set[str]) -> dict[str, Target]:
@@ -306,7 +314,7 @@ def ws_targets(bed: Bed, names: list[str], cases: set[str]) -> dict[str, Target]
     """
     if "ws" not in cases:
         return {}
-    if not cases & {"13b", "1m", "big"}:
+    if not ws_twins(cases):
         return {t: bed.targets[t] for t in names}
     return {t: bed.targets[t] if t == "direct" else bed.start_proxy(f"{t}-ws", kind=t) for t in names}
 
@@ -397,8 +405,7 @@ def render(res: Results, names: list[str], args: argparse.Namespace, w2: str, el
         f"Medians of {args.reps} interleaved repetitions"
         + (", all against the same proxy processes" if args.same_processes else
            ", each against newly started proxy processes")
-        + (" (the WebSocket cases in processes of their own)" if "ws" in args.cases and args.cases & {"13b", "1m", "big"}
-           else "")
+        + (" (the WebSocket cases in processes of their own)" if ws_twins(args.cases) else "")
         + ". The proxy under test runs on core 0; the origin "
         "(nginx 1 worker: `return 200` with 13 bytes, static files), the upload sink and WebSocket echo "
         "(aiohttp.web), wrk (1 thread), curl and the WebSocket client (aiohttp, 64-byte text round trips; "

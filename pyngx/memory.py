@@ -102,7 +102,7 @@ def tune_malloc() -> bool:
     threshold (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_``, or
     their ``glibc.malloc.`` tunables in ``GLIBC_TUNABLES``) or the C
     library has no ``mallopt`` (musl's does nothing). Loading ctypes for
-    the call costs the process about 0.3 MiB.
+    the call costs the process about 0.2 MiB.
 
     Returns:
         True when both thresholds were set.
