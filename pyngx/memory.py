@@ -4,7 +4,8 @@ Owns: ``hidden()``, which keeps a library from loading optional packages
 that it imports when installed but that pyngx never makes it use (lark:
 ``regex``; structlog: ``colorama``). Each such module stays resident for
 the daemon's whole life. ``settle()``, which takes what lives as long as
-the config out of the cyclic garbage collector's reach. ``tune_malloc()``,
+the config out of the cyclic garbage collector's reach and makes its
+young-generation collections rare. ``tune_malloc()``,
 which keeps glibc's allocator from handing memory back to the kernel and
 faulting it in again with every body chunk.
 
@@ -46,9 +47,15 @@ def hidden(*names: str) -> Iterator[None]:
                 sys.modules[name] = module
 
 
+#: Net container allocations that start a young-generation (0) collection;
+#: CPython's default is 700 (see ``settle``).
+YOUNG_THRESHOLD = 7_000
+
+
 def settle(reloaded: bool = False) -> None:
     """Exempt the objects alive now (modules, the config, its Runtime) from
-    the cyclic garbage collector (``gc.freeze``).
+    the cyclic garbage collector (``gc.freeze``), and collect the young
+    generation every ``YOUNG_THRESHOLD`` net allocations instead of 700.
 
     They live as long as the process or the config, and a full collection
     walks every tracked object: about 20 ms with the event loop stopped,
@@ -56,11 +63,26 @@ def settle(reloaded: bool = False) -> None:
     longer walked. Call when serving starts, and with ``reloaded`` after a
     reload: the objects frozen before go back to the collector, one full
     collection frees the old config's cycles, and what lives now is frozen.
+
+    Young collections: a proxied request leaves no cyclic garbage, yet at
+    700 one ran every ~15 requests at 32 connections (~150 µs each, about
+    3 % of a small request's CPU; callgrind: 38,000 of 1.2 million
+    instructions per request). They are set off by the requests in flight:
+    their objects survive a collection, and once they are freed after it
+    their frees no longer count against the allocations that follow. At
+    7,000 no young collection ran in 24,000 requests at 32 connections. Real
+    cyclic garbage is still collected, once at most that many container
+    objects have gathered. The older generations keep their
+    thresholds (10, 10).
+
+    Source: Python docs, ``gc`` module (freeze, set_threshold).
     """
     if reloaded:
         gc.unfreeze()
         gc.collect()
     gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_THRESHOLD, older, oldest)
 
 
 #: glibc's mallopt() parameter numbers (<malloc.h>).

@@ -48,6 +48,32 @@ def test_tune_malloc_sets_glibc_thresholds_unless_the_user_did() -> None:
     assert results == (["True", "False", "False"] if glibc else ["False", "False", "False"])
 
 
+def test_settle_freezes_and_makes_young_collections_rare() -> None:
+    """settle() freezes what is alive and sets the young generation's threshold (the older ones
+    kept); after a reload's settle the old objects are unfrozen, collected, and frozen anew; cyclic
+    garbage made after it is still collected on its own once the threshold's worth has gathered."""
+    code = (
+        "import gc\n"
+        "from pyngx.memory import settle, YOUNG_THRESHOLD\n"
+        "older = gc.get_threshold()[1:]\n"
+        "settle()\n"
+        "print(gc.get_freeze_count() > 0, gc.get_threshold() == (YOUNG_THRESHOLD, *older))\n"
+        "settle(reloaded=True)\n"
+        "print(gc.get_threshold() == (YOUNG_THRESHOLD, *older))\n"
+        "before = gc.get_stats()[0]['collected']\n"
+        "class Node:\n"
+        "    pass\n"
+        "for _ in range(3 * YOUNG_THRESHOLD):\n"
+        "    a, b = Node(), Node()\n"
+        "    a.peer, b.peer = b, a\n"
+        "del a, b\n"
+        "print(gc.get_stats()[0]['collected'] > before)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "True", "True"]
+
+
 def test_hidden_blocks_then_restores() -> None:
     """Inside ``hidden`` an import fails as if the package were not installed; afterwards it works again."""
     import json
