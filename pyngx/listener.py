@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hypercorn.asyncio.lifespan import Lifespan
-from hypercorn.asyncio.tcp_server import MAX_RECV, TCPServer
+from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import AsyncioSingleTask, WorkerContext
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.events import Closed, Event, RawData
@@ -49,6 +49,7 @@ from hypercorn.typing import AppWrapper, TaskGroup
 from pyngx import log as pyngx_log
 from pyngx.config.model import ServerConf
 from pyngx.responses import server_header
+from pyngx.stream import ChunkReader
 from pyngx.tls import ListenPlan, ssl_reason
 
 #: The key of the ASGI scope's "extensions" that holds a connection's ``TLSInfo``.
@@ -59,6 +60,10 @@ H2_MAX_STREAMS = 128
 #: only while this much is still buffered: asyncio's default low-water mark
 #: (16 KiB), below which its drain returns at once anyway.
 DRAIN_BYTES = 16 * 1024
+#: A connection's reads ask for up to this many bytes: at least the largest
+#: chunk the event loop delivers (uvloop 256,000 bytes, asyncio 256 KiB),
+#: so that ``ChunkReader`` hands each chunk on whole, never cut in pieces.
+READ_BYTES = 2**18
 
 
 # --- connections --------------------------------------------------------------------
@@ -280,14 +285,15 @@ class Connection(TCPServer):
 
     async def _read_data(self) -> None:
         # Hypercorn's loop, with one coroutine less per read when there is no
-        # read_timeout (pyngx sets none): asyncio.wait_for(read, None).
+        # read_timeout (pyngx sets none): asyncio.wait_for(read, None); reads of
+        # READ_BYTES (ChunkReader) rather than its 64 KiB.
         if self.config.read_timeout is not None:
             await super()._read_data()
             return
         reader, handle = self.reader, self.protocol.handle
         while not reader.at_eof():
             try:
-                data = await reader.read(MAX_RECV)
+                data = await reader.read(READ_BYTES)
             except (ConnectionError, OSError, TimeoutError, ssl.SSLError):
                 break
             await handle(RawData(data))
@@ -405,7 +411,8 @@ class Listener:
             # nginx: tcp_nodelay on. uvloop sets it; asyncio's connect_accepted_socket does not.
             with contextlib.suppress(OSError):
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        reader = asyncio.StreamReader(limit=2**16, loop=loop)
+        # asyncio's StreamReader's part, without its two copies of every byte.
+        reader = ChunkReader(loop)
         writers: list[asyncio.StreamWriter] = []
         protocol = asyncio.StreamReaderProtocol(reader, lambda r, w: writers.append(w), loop=loop)
         try:
