@@ -110,9 +110,9 @@ class ChunkReader(asyncio.StreamReader):
         return self.eof and not self.chunks
 
     async def read(self, n: int = -1) -> bytes:
-        """Up to ``n`` bytes (n > 0; -1: the next chunk, whatever its size):
-        the next chunk whole when it fits, several small ones joined; b"" at
-        the end of the stream.
+        """Up to ``n`` bytes (-1: the next chunk, whatever its size; 0: b""
+        at once, as StreamReader): the next chunk whole when it fits, several
+        small ones joined; b"" at the end of the stream.
 
         Raises:
             the error the connection failed with (as StreamReader.read), or
@@ -121,6 +121,8 @@ class ChunkReader(asyncio.StreamReader):
         while True:
             if self.error is not None:
                 raise self.error
+            if n == 0:
+                return b""
             if self.chunks or self.eof:
                 break
             if self.waiter is not None:

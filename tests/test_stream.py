@@ -46,6 +46,7 @@ def test_chunks_are_handed_on_whole_cut_at_n_and_small_ones_joined() -> None:
         reader.feed_data(chunk)
         assert await reader.read(4096) is chunk
         reader.feed_data(b"abcdef")
+        assert await reader.read(0) == b""  # as StreamReader: nothing, at once
         assert await reader.read(4) == b"abcd"
         assert await reader.read(4) == b"ef"
         for piece in (b"12", b"345", b"6789"):
