@@ -10,6 +10,11 @@ after; start-up and warm-up not counted), three times, and reports the
 median per request, per message or per transfer. An A/B of two pyngx
 revisions (``--base REV``) is then a matter of one run.
 
+A WebSocket figure is the instructions from zeroing to dumping over the
+messages the client counted in its timed window: the one connection's
+handshake and close are counted too (under callgrind a few thousand
+messages in 10 s; the peer and pyngx alike).
+
 What it does not see: the kernel's side (socket copies, page faults),
 the CPU's caches and the time spent waiting. A large copy counts once per
 byte (``rep movsb``), so copies weigh more here than in CPU time. It
@@ -19,8 +24,10 @@ Usage:
     python bench/instructions.py [--cases 13b,1m,upload,download,ws1] [--base REV] [--seconds S]
 
 Needs: valgrind (Debian package ``valgrind``), plus what bench/run.py needs.
-Under callgrind a proxy runs ~50x slower: about 10 minutes for all cases.
-Writes nothing but its report (stdout, and bench/out/instructions.md).
+Under callgrind a proxy runs ~50x slower: about 5 minutes per target for
+all cases (15 with --base). Writes its report (stdout, and
+bench/out/instructions.md), and byte-compiles the pyngx trees it runs
+(``__pycache__``, as bench/run.py does).
 
 Must not: change pyngx or what bench/run.py measures.
 """
@@ -92,6 +99,12 @@ def load(procs: Procs, t: Target, case: str, seconds: float) -> float:
     raise ValueError(case)
 
 
+def dumps(tmp: Path, t: Target) -> list[str]:
+    """The callgrind files of ``t``'s process: callgrind.NAME.PID and callgrind.NAME.PID.N."""
+    base = str(tmp / f"callgrind.{t.name}.{t.pid}")
+    return glob.glob(base) + glob.glob(base + ".*")
+
+
 def counted(procs: Procs, tmp: Path, t: Target, case: str, seconds: float) -> float:
     """Instructions per unit of ``case``: the median of three counted loads."""
     assert t.pid is not None
@@ -100,11 +113,11 @@ def counted(procs: Procs, tmp: Path, t: Target, case: str, seconds: float) -> fl
     for _ in range(3):
         subprocess.run(["callgrind_control", "-z", str(t.pid)], capture_output=True, timeout=120, check=True)
         units = load(procs, t, case, seconds)
-        for old in glob.glob(str(tmp / f"callgrind.{t.name}.{t.pid}*")):
+        for old in dumps(tmp, t):
             os.unlink(old)
         subprocess.run(["callgrind_control", "-d", str(t.pid)], capture_output=True, timeout=120, check=True)
         total = 0
-        for dump in glob.glob(str(tmp / f"callgrind.{t.name}.{t.pid}*")):
+        for dump in dumps(tmp, t):
             for line in open(dump):
                 if line.startswith(("summary:", "totals:")):
                     total = max(total, int(line.split()[1]))

@@ -50,7 +50,7 @@ def test_tune_malloc_sets_glibc_thresholds_unless_the_user_did() -> None:
 
 def test_settle_freezes_and_makes_young_collections_rare() -> None:
     """settle() freezes what is alive and sets the young generation's threshold (the older ones
-    kept); after a reload's settle the old objects are unfrozen, collected, and frozen anew; cyclic
+    kept); a reload's settle unfreezes, collects (a frozen cycle is freed) and freezes anew; cyclic
     garbage made after it is still collected on its own once the threshold's worth has gathered."""
     code = (
         "import gc\n"
@@ -58,8 +58,16 @@ def test_settle_freezes_and_makes_young_collections_rare() -> None:
         "older = gc.get_threshold()[1:]\n"
         "settle()\n"
         "print(gc.get_freeze_count() > 0, gc.get_threshold() == (YOUNG_THRESHOLD, *older))\n"
+        "import weakref\n"
+        "class Old:\n"
+        "    pass\n"
+        "old = Old()\n"
+        "old.me = old\n"  # a cycle frozen with the old config
+        "gone = weakref.ref(old)\n"
+        "del old\n"
+        "settle()\n"
         "settle(reloaded=True)\n"
-        "print(gc.get_threshold() == (YOUNG_THRESHOLD, *older))\n"
+        "print(gc.get_threshold() == (YOUNG_THRESHOLD, *older) and gone() is None and gc.get_freeze_count() > 0)\n"
         "before = gc.get_stats()[0]['collected']\n"
         "class Node:\n"
         "    pass\n"

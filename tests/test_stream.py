@@ -69,12 +69,12 @@ def test_a_read_waits_for_data_and_the_end() -> None:
         loop = asyncio.get_running_loop()
         reader = ChunkReader(loop)
         pending = asyncio.ensure_future(reader.read(10))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the read starts and waits
         assert not pending.done()
         loop.call_later(0.01, reader.feed_data, b"late")
         assert await asyncio.wait_for(pending, 5) == b"late"
         pending = asyncio.ensure_future(reader.read(10))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)
         with pytest.raises(RuntimeError):  # one reader at a time, as StreamReader
             await reader.read(10)
         reader.feed_data(b"x")
@@ -92,7 +92,7 @@ def test_an_error_is_raised_by_read_and_line_reads_are_refused() -> None:
     async def main() -> None:
         reader = ChunkReader(asyncio.get_running_loop())
         pending = asyncio.ensure_future(reader.read(10))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)
         error = ConnectionResetError(104, "reset")
         reader.set_exception(error)
         with pytest.raises(ConnectionResetError):
@@ -114,22 +114,25 @@ def test_over_a_connection_reading_pauses_and_resumes_and_every_byte_arrives_in_
     async def main() -> None:
         limit = 2**16
         reader, client = await _pair(limit)
-        data = os.urandom(4 * 2**20)
-        loop = asyncio.get_running_loop()
-        sending = loop.run_in_executor(None, client.sendall, data)
-        for _ in range(200):
-            if reader.paused:
-                break
-            await asyncio.sleep(0.01)
-        assert reader.paused
-        held = reader.size
-        await asyncio.sleep(0.1)
-        assert reader.size == held <= 2 * limit + 2**18  # nothing more read while paused
-        received = []
-        while sum(map(len, received)) < len(data):
-            received.append(await asyncio.wait_for(reader.read(2**18), 10))
-        await asyncio.wait_for(sending, 10)
-        client.close()
+        try:
+            data = os.urandom(4 * 2**20)
+            loop = asyncio.get_running_loop()
+            sending = loop.run_in_executor(None, client.sendall, data)
+            for _ in range(200):  # polls for at most 2 s
+                if reader.paused:
+                    break
+                await asyncio.sleep(0.01)
+            assert reader.paused
+            held = reader.size
+            await asyncio.sleep(0.1)
+            # Nothing more was read while paused: at most twice the limit and one chunk.
+            assert reader.size == held <= 2 * limit + 2**18
+            received = []
+            while sum(map(len, received)) < len(data):
+                received.append(await asyncio.wait_for(reader.read(2**18), 10))
+            await asyncio.wait_for(sending, 10)
+        finally:
+            client.close()
         assert await _read_all(reader, 2**18) == b""
         assert b"".join(received) == data
         assert not reader.paused
