@@ -61,8 +61,12 @@ H2_MAX_STREAMS = 128
 #: (16 KiB), below which its drain returns at once anyway.
 DRAIN_BYTES = 16 * 1024
 #: A connection's reads ask for up to this many bytes: at least the largest
-#: chunk the event loop delivers (uvloop 256,000 bytes, asyncio 256 KiB),
-#: so that ``ChunkReader`` hands each chunk on whole, never cut in pieces.
+#: chunk the event loop delivers from a plain socket (uvloop 256,000 bytes,
+#: asyncio 256 KiB), so that ``ChunkReader`` hands each on whole (a TLS
+#: layer may deliver more at once; the rest then comes with the next read).
+#: A request body goes to the app in pieces of up to this size, and
+#: Hypercorn's app queue holds 10 of them while the upstream is slower than
+#: the client: up to ~2.5 MiB per connection (with 64 KiB reads, 640 KiB).
 READ_BYTES = 2**18
 
 

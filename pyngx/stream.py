@@ -12,7 +12,11 @@ It has the part of ``asyncio.StreamReader`` that its callers use:
 ``asyncio.StreamReaderProtocol`` (set_transport, feed_data, feed_eof,
 set_exception), ``asyncio.StreamWriter.drain`` (exception) and
 Hypercorn's ``TCPServer`` (read, at_eof); with the same flow control
-(reading pauses past twice ``limit`` bytes held, resumes at ``limit``).
+(reading pauses past twice ``limit`` bytes held, resumes at ``limit``),
+and a bound on the number of chunks held (``MAX_CHUNKS``): a client
+sending its bytes one per TCP segment would otherwise have each held as
+an object of its own (about 50 bytes apiece) where StreamReader's buffer
+held the byte.
 
 Must not: parse what it reads (h11, Hypercorn do), or know about HTTP.
 
@@ -26,6 +30,10 @@ import asyncio
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, SupportsIndex, cast
+
+
+#: Reading pauses while more chunks than this are held (and resumes at half).
+MAX_CHUNKS = 1024
 
 
 class ChunkReader(asyncio.StreamReader):
@@ -70,7 +78,8 @@ class ChunkReader(asyncio.StreamReader):
         self.chunks.append(chunk)
         self.size += len(chunk)
         self._wake()
-        if not self.paused and self.size > 2 * self.limit and self.transport is not None:
+        if not self.paused and (self.size > 2 * self.limit or len(self.chunks) > MAX_CHUNKS) \
+                and self.transport is not None:
             try:
                 self.transport.pause_reading()
             except NotImplementedError:  # a transport that cannot pause: read on
@@ -93,6 +102,10 @@ class ChunkReader(asyncio.StreamReader):
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def __repr__(self) -> str:
+        return f"<ChunkReader {self.size} bytes in {len(self.chunks)} chunks{' eof' if self.eof else ''}" \
+               f"{' paused' if self.paused else ''}>"
 
     # -- the reader's side ----------------------------------------------------------
 
@@ -153,7 +166,8 @@ class ChunkReader(asyncio.StreamReader):
                 room -= len(part)
             data = b"".join(parts)
         self.size -= len(data)
-        if self.paused and self.size <= self.limit and self.transport is not None:
+        if self.paused and self.size <= self.limit and len(chunks) <= MAX_CHUNKS // 2 \
+                and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()
         return data

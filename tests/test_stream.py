@@ -105,6 +105,25 @@ def test_an_error_is_raised_by_read_and_line_reads_are_refused() -> None:
     asyncio.run(main())
 
 
+def test_many_tiny_chunks_pause_reading_too() -> None:
+    """Bytes arriving one per chunk: reading pauses once MAX_CHUNKS are held, whatever their bytes,
+    and resumes when a read has taken them (joined, up to n)."""
+    from pyngx.stream import MAX_CHUNKS
+
+    async def main() -> None:
+        reader, client = await _pair()
+        try:
+            for i in range(MAX_CHUNKS + 1):
+                reader.feed_data(bytes([i % 256]))  # as the protocol would, one chunk each
+            assert reader.paused and reader.size == MAX_CHUNKS + 1
+            got = await asyncio.wait_for(reader.read(2**18), 5)
+            assert len(got) == MAX_CHUNKS + 1 and not reader.paused
+        finally:
+            client.close()
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_over_a_connection_reading_pauses_and_resumes_and_every_byte_arrives_in_order(loop: str) -> None:
     """On asyncio's loop and on uvloop's (whose transports are not asyncio.ReadTransport): a peer that sends 4 MiB to a reader nobody reads: the transport is paused once more than
