@@ -66,7 +66,7 @@ def settle(reloaded: bool = False) -> None:
 
     Young collections: a proxied request leaves no cyclic garbage, yet at
     700 one ran every ~15 requests at 32 connections (~150 µs each, about
-    3 % of a small request's CPU; callgrind: 38,000 of 1.2 million
+    3 % of a small request's CPU; callgrind: about 43,000 of 1.2 million
     instructions per request). They are set off by the requests in flight:
     their objects survive a collection, and once they are freed after it
     their frees no longer count against the allocations that follow. At
