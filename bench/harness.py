@@ -360,8 +360,8 @@ class Bed:
     origin: int = 0
     sink: int = 0
     pyngx_root: Path = ROOT
-    #: How each proxy was started (workers, cpu, kind), for ``restart_proxy``.
-    started: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+    #: How each proxy was started (workers, cpu, kind, wrap, ready), for ``restart_proxy``.
+    started: dict[str, tuple[int, str, str, tuple[str, ...], float]] = field(default_factory=dict)
     #: Per pyngx/ tree run, whether it accepts client_max_body_size (checked
     #: once, after compiling the tree: restarts start the same code).
     body_size: dict[Path, bool] = field(default_factory=dict)
@@ -390,8 +390,13 @@ class Bed:
         wait_http(self.sink, p, self.log("sink"), path="/")
         self.targets["direct"] = Target("direct", self.origin, self.sink, self.sink, None)
 
-    def start_proxy(self, name: str, workers: int = 1, cpu: str = PROXY_CPU, kind: str = "") -> Target:
-        """Start the proxy ``kind`` (nginx, a peer's name, else pyngx; default: ``name``) as ``name``."""
+    def start_proxy(self, name: str, workers: int = 1, cpu: str = PROXY_CPU, kind: str = "",
+                    wrap: tuple[str, ...] = (), ready: float = 20.0) -> Target:
+        """Start the proxy ``kind`` (nginx, a peer's name, else pyngx; default: ``name``) as ``name``.
+
+        ``wrap`` goes before its command line (e.g. valgrind's); ``ready``:
+        seconds it has to answer its first request.
+        """
         kind = kind or name
         port = free_port()
         log = self.log(name)
@@ -413,11 +418,11 @@ class Bed:
             conf.write_text(pyngx_conf(port, self.origin, self.sink, workers, body_size=self.body_size[self.pyngx_root]))
             argv = [sys.executable, "-m", "pyngx", "-c", str(conf)]
             cwd = self.pyngx_root  # python -m pyngx imports the pyngx/ found there first
-        p = self.procs.start(name, pinned(cpu, argv), log, cwd=cwd)
-        wait_http(port, p, log)
+        p = self.procs.start(name, pinned(cpu, [*wrap, *argv]), log, cwd=cwd)
+        wait_http(port, p, log, timeout=ready)
         t = Target(name, port, port, port, p.pid)
         self.targets[name] = t
-        self.started[name] = (workers, cpu, kind)
+        self.started[name] = (workers, cpu, kind, wrap, ready)
         return t
 
     def restart_proxy(self, name: str) -> Target:
@@ -426,8 +431,7 @@ class Bed:
         for _, p in list(self.procs.procs):
             if p.pid == pid:
                 self.procs.stop(p)
-        workers, cpu, kind = self.started[name]
-        return self.start_proxy(name, workers, cpu, kind)
+        return self.start_proxy(name, *self.started[name])
 
 
 def nginx() -> str:

@@ -42,45 +42,26 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
-from harness import (BENCH, OUT, PROXY_CPU, ROOT, Bed, Procs, Target, compile_pyngx, curl_transfer, export_commit,
-                     free_port, hold_signals, machine, pinned, pyngx_conf, pyngx_version, wrk, ws_echo)
+from harness import (OUT, ROOT, Bed, Procs, Target, curl_transfer, export_commit, hold_signals, machine, pyngx_version,
+                     wrk, ws_echo)
 
-#: The cases, named as in --cases.
-CASES = ("13b", "1m", "upload", "download", "ws1")
+#: The cases, named as in --cases: (row label, unit).
+UNITS = {"13b": ("13 B ×32 conns", "request"), "1m": ("1 MiB ×8 conns", "request"),
+         "upload": ("64 MiB upload", "transfer"), "download": ("64 MiB download", "transfer"),
+         "ws1": ("WebSocket echo, 1 conn", "message")}
+CASES = tuple(UNITS)
 TRANSFER = 64 * 2**20  # bytes per upload / download under callgrind
 
 
-def start(procs: Procs, bed: Bed, tmp: Path, name: str, root: Path | None) -> Target:
-    """``name`` (asgi, or a pyngx tree at ``root``) under callgrind, serving."""
-    port = free_port()
-    out = tmp / f"callgrind.{name}"
-    vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p", "--dump-instr=no", "--collect-jumps=no"]
-    origin, sink = f"http://127.0.0.1:{bed.origin}", f"http://127.0.0.1:{bed.sink}"
-    cwd = None
-    if root is None:
-        argv = vg + [sys.executable, str(BENCH / "peers" / "asgi_proxy.py"), str(port), origin, "--sink", sink,
-                     "--ws", sink]
-    else:
-        compile_pyngx(root)
-        conf = tmp / f"{name}.conf"
-        conf.write_text(pyngx_conf(port, bed.origin, bed.sink, 1, body_size=True))
-        argv = vg + [sys.executable, "-m", "pyngx", "-c", str(conf)]
-        cwd = root
-    p = procs.start(name, pinned(PROXY_CPU, argv), tmp / f"{name}.log", cwd=cwd)
-    deadline = time.monotonic() + 300
-    while True:  # start-up under callgrind takes a minute or so
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/13", timeout=10).read()
-            break
-        except OSError:
-            if p.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not start under callgrind; see {tmp / (name + '.log')}") from None
-            time.sleep(1)
-    return Target(name, port, port, port, p.pid)
+def start(bed: Bed, tmp: Path, name: str, root: Path | None) -> Target:
+    """``name`` (asgi, or a pyngx tree at ``root``) under callgrind, serving
+    (start-up under callgrind takes a minute or so)."""
+    bed.pyngx_root = root or ROOT
+    out = tmp / f"callgrind.{name}.%p"
+    vg = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no", "--collect-jumps=no")
+    return bed.start_proxy(name, kind="asgi" if root is None else "pyngx", wrap=vg, ready=300)
 
 
 def load(procs: Procs, t: Target, case: str, seconds: float) -> float:
@@ -125,11 +106,6 @@ def counted(procs: Procs, tmp: Path, t: Target, case: str, seconds: float) -> fl
     return statistics.median(per_unit)
 
 
-UNITS = {"13b": ("13 B ×32 conns", "request"), "1m": ("1 MiB ×8 conns", "request"),
-         "upload": ("64 MiB upload", "transfer"), "download": ("64 MiB download", "transfer"),
-         "ws1": ("WebSocket echo, 1 conn", "message")}
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {','.join(CASES)}")
@@ -157,7 +133,7 @@ def main() -> int:
             names.append(("base", base_dir))
         names.append(("pyngx", ROOT))
         for name, root in names:
-            t = start(procs, bed, tmp, name, root)
+            t = start(bed, tmp, name, root)
             for case in cases:
                 results[(name, case)] = counted(procs, tmp, t, case, args.seconds)
                 print(f"{name} {case}: {results[(name, case)] / 1e3:,.1f} k instructions per {UNITS[case][1]}",

@@ -127,6 +127,9 @@ class ChunkReader(asyncio.StreamReader):
         at once, as StreamReader): the next chunk whole when it fits, several
         small ones joined; b"" at the end of the stream.
 
+        Returns:
+            bytes: at most ``n`` of them (any number for -1).
+
         Raises:
             the error the connection failed with (as StreamReader.read), or
             RuntimeError: another read is already waiting.
@@ -146,25 +149,18 @@ class ChunkReader(asyncio.StreamReader):
             finally:
                 self.waiter = None
         chunks = self.chunks
-        if not chunks:
+        parts: list[bytes] = []
+        room = n if n > 0 else len(chunks[0]) if chunks else 0
+        while chunks and room > 0:
+            part = chunks.popleft()
+            if len(part) > room:
+                chunks.appendleft(part[room:])
+                part = part[:room]
+            parts.append(part)
+            room -= len(part)
+        if not parts:
             return b""
-        data = chunks.popleft()
-        if n < 0:
-            n = len(data)
-        if len(data) > n:
-            chunks.appendleft(data[n:])
-            data = data[:n]
-        elif chunks and len(data) < n:
-            parts = [data]
-            room = n - len(data)
-            while chunks and room > 0:
-                part = chunks.popleft()
-                if len(part) > room:
-                    chunks.appendleft(part[room:])
-                    part = part[:room]
-                parts.append(part)
-                room -= len(part)
-            data = b"".join(parts)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
         self.size -= len(data)
         if self.paused and self.size <= self.limit and len(chunks) <= MAX_CHUNKS // 2 \
                 and self.transport is not None:
