@@ -619,6 +619,7 @@ async def proxy_http(
     times: list[str] = []
     connects: list[float] | None = [] if plan.traced else None
     first = time.monotonic()
+    sessions.in_flight += 1
     try:
         if plan.template is not None:
             try:
@@ -709,6 +710,7 @@ async def proxy_http(
                     trace_request_ctx=connects,
                     ssl=plan.ssl,
                     server_hostname=server_hostname,
+                    read_bufsize=sessions.read_bufsize(),
                 )
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 failure = _fail(exc, "reading response header from upstream")
@@ -800,6 +802,7 @@ async def proxy_http(
             peer = None
         await _aborted(req, plan, reason, started, send, log, url, body)
     finally:
+        sessions.in_flight -= 1
         if not req.upstream_addr:
             req.upstream_addr = ", ".join(addrs)
             req.upstream_status = ", ".join(statuses)

@@ -513,6 +513,60 @@ class TestStreaming:
         finally:
             stop()
 
+    async def test_answers_streaming_alone_and_many_at_once_arrive_whole(self, run_pyngx):
+        """One large answer alone (read with FEW_READ_BUFSIZE, pieces sent together) and eight
+        at once (most read with READ_BUFSIZE), with and without a Content-Length, reach every
+        client byte for byte; a client that reads slowly gets its answer whole too."""
+        data = random.Random(11).randbytes(6 * 2**20 + 7)
+
+        async def body(request: web.Request) -> web.StreamResponse:
+            resp = web.StreamResponse()
+            if request.query.get("length") == "1":
+                resp.content_length = len(data)
+            await resp.prepare(request)
+            for i in range(0, len(data), 300_007):
+                await resp.write(data[i:i + 300_007])
+            await resp.write_eof()
+            return resp
+
+        b, stop = start_backend([("GET", "/body", body)])
+        digest = hashlib.sha256(data).digest()
+        try:
+            port = free_port()
+            run_pyngx(conf(port, f"location / {{ proxy_pass {b.url}; }}"), port=port)
+            url = f"http://127.0.0.1:{port}/body"
+            async with aiohttp.ClientSession() as s:
+
+                async def fetch(length: str, slow: bool = False) -> None:
+                    async with s.get(f"{url}?length={length}") as r:
+                        parts = []
+                        while part := await r.content.read(2**20 if slow else -1):
+                            parts.append(part)
+                            if slow:
+                                await asyncio.sleep(0.05)
+                        got = b"".join(parts)
+                    assert len(got) == len(data) and hashlib.sha256(got).digest() == digest
+
+                async with asyncio.timeout(60):
+                    for length in ("1", "0"):
+                        await fetch(length)
+                        await fetch(length, slow=True)
+                        await asyncio.gather(*(fetch(length) for _ in range(8)))
+        finally:
+            stop()
+
+    def test_read_buffer_is_larger_only_while_few_requests_are_proxied(self):
+        """Sessions.read_bufsize: FEW_READ_BUFSIZE up to FEW_REQUESTS requests in flight, then READ_BUFSIZE."""
+        from pyngx.runtime import FEW_READ_BUFSIZE, FEW_REQUESTS, READ_BUFSIZE, Sessions
+
+        sessions = Sessions()
+        assert FEW_READ_BUFSIZE > READ_BUFSIZE
+        for n in range(1, FEW_REQUESTS + 1):
+            sessions.in_flight = n
+            assert sessions.read_bufsize() == FEW_READ_BUFSIZE
+        sessions.in_flight = FEW_REQUESTS + 1
+        assert sessions.read_bufsize() == READ_BUFSIZE
+
     async def test_chunks_arrive_as_backend_flushes(self, run_pyngx):
         """A streamed response reaches the client chunk by chunk, before the backend ends it."""
         gate = asyncio.Event()
