@@ -68,15 +68,6 @@ DRAIN_BYTES = 16 * 1024
 #: Hypercorn's app queue holds 10 of them while the upstream is slower than
 #: the client: up to ~2.5 MiB per connection (with 64 KiB reads, 640 KiB).
 READ_BYTES = 2**18
-#: A write of at least this many bytes (a large body piece) waits for the
-#: end of the event-loop pass, so that the pieces an app sends in one pass
-#: (e.g. two upstream reads, see ``runtime.FEW_READ_BUFSIZE``) leave in one
-#: ``writelines``: one system call instead of one each.
-COALESCE_BYTES = 2**16
-#: ... while no more than this many bytes wait so, and the socket's buffer
-#: is below ``DRAIN_BYTES``; otherwise they go out at once and the sender
-#: drains as usual.
-HELD_BYTES = 2**19
 
 
 # --- connections --------------------------------------------------------------------
@@ -236,13 +227,10 @@ class Connection(TCPServer):
       the end of the response), and both leave in one ``writelines``: a
       small response costs one ``send()`` instead of two. A head that is
       not followed in the same event-loop iteration (a 100 Continue, a
-      slow first body chunk) leaves at the iteration's end. So do writes of
-      ``COALESCE_BYTES`` or more, up to ``HELD_BYTES`` together, while the
-      socket's buffer is below ``DRAIN_BYTES``: large body pieces sent in
-      one iteration leave in one ``writelines``. Every other write goes out
-      at once, as Hypercorn's; it is drained (the sender waits) only while
-      the socket's buffer holds ``DRAIN_BYTES`` or more, below which
-      Hypercorn's drain returns at once anyway.
+      slow first body chunk) leaves at the iteration's end. Every other
+      write goes out at once, as Hypercorn's; it is drained (the sender
+      waits) only while the socket's buffer holds ``DRAIN_BYTES`` or more,
+      below which Hypercorn's drain returns at once anyway.
 
     Args:
         idle: the listener's set of idle connections' timers (closed at stop).
@@ -256,7 +244,6 @@ class Connection(TCPServer):
         self.idle = idle
         self.idle_task = _IdleTimer(self)
         self.pending: list[bytes] = []
-        self.held = 0  # bytes of large writes in pending
         self.flushing: asyncio.Handle | None = None
 
     async def run(self) -> None:
@@ -284,15 +271,6 @@ class Connection(TCPServer):
             return
         data = event.data
         try:
-            size = len(data)
-            transport = self.writer.transport
-            if (size >= COALESCE_BYTES and self.held + size <= HELD_BYTES
-                    and transport.get_write_buffer_size() < DRAIN_BYTES and not transport.is_closing()):
-                self.pending.append(data)
-                self.held += size
-                if self.flushing is None:
-                    self.flushing = self.loop.call_soon(self._flush_soon)
-                return
             if self.pending:
                 if data:
                     self.pending.append(data)
@@ -336,7 +314,6 @@ class Connection(TCPServer):
             self.flushing = None
         if self.pending:
             pending, self.pending = self.pending, []
-            self.held = 0
             self.writer.writelines(pending)
 
     def _flush_soon(self) -> None:

@@ -36,10 +36,11 @@ _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 #: most ~256 KB held per answer (aiohttp's default is 256 KiB).
 READ_BUFSIZE = 2**16
 #: The same while at most ``FEW_REQUESTS`` requests are proxied in the
-#: worker: two reads (~512 KB) per pass, which the client's connection
-#: sends in one write (see ``listener.Connection``): a lone large download
-#: then costs 10-20 % less CPU. With many answers streaming at once the
-#: smaller size keeps the memory held down, and the time: eight 1 MiB
+#: worker: two reads (~512 KB) per pass, which aiohttp's ``readany`` hands
+#: on joined (one copy) and the client's connection sends in one write. A
+#: lone large download then makes half the system calls and wake-ups and
+#: costs ~18 % less CPU (bench/README). With many answers streaming at once
+#: the smaller size keeps the memory held down, and the time: eight 1 MiB
 #: answers at a time made 10-20 % fewer req/s at this size.
 FEW_READ_BUFSIZE = 2**17
 FEW_REQUESTS = 2

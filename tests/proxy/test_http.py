@@ -514,9 +514,9 @@ class TestStreaming:
             stop()
 
     async def test_answers_streaming_alone_and_many_at_once_arrive_whole(self, run_pyngx):
-        """One large answer alone (read with FEW_READ_BUFSIZE, pieces sent together) and eight
-        at once (most read with READ_BUFSIZE), with and without a Content-Length, reach every
-        client byte for byte; a client that reads slowly gets its answer whole too."""
+        """One large answer alone (read with FEW_READ_BUFSIZE) and eight at once (most read
+        with READ_BUFSIZE), with and without a Content-Length, reach every client byte for
+        byte; a client that reads slowly gets its answer whole too."""
         data = random.Random(11).randbytes(6 * 2**20 + 7)
 
         async def body(request: web.Request) -> web.StreamResponse:
