@@ -38,7 +38,7 @@ READ_BUFSIZE = 2**16
 #: The same while at most ``FEW_REQUESTS`` requests are proxied in the
 #: worker: two reads (~512 KB) per pass, which aiohttp's ``readany`` hands
 #: on joined (one copy) and the client's connection sends in one write. A
-#: lone large download then makes half the system calls and wake-ups and
+#: lone large download then makes half the writes and waits for events and
 #: costs 6-18 % less CPU (bench/README). With many answers streaming at once
 #: the smaller size keeps the memory held down, and the time: eight 1 MiB
 #: answers at a time made 10-20 % fewer req/s at this size.
