@@ -14,12 +14,17 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 from yarl import URL
 
+from pyngx.app import App
+from pyngx.config.build import build
+from pyngx.config.parse import Parsed, parse_string
+from pyngx.runtime import FEW_READ_BUFSIZE, FEW_REQUESTS, READ_BUFSIZE, Sessions
 from tests.conftest import Backend, Pyngx, free_port, start_backend, wait_for
 
 
@@ -436,6 +441,86 @@ class TestReturnAndLogs:
         ), line[0]
 
 
+class TestInFlight:
+    """The worker's count of requests being proxied (Sessions.in_flight), which picks each
+    request's upstream read buffer. Driven in-process through pyngx's ASGI app, against a
+    real backend, so that the count can be read while requests run."""
+
+    PORT = 8080  # never bound: requests come in through the ASGI call
+
+    @classmethod
+    def _app(cls, backend: Backend) -> App:
+        text = f"""
+error_log stderr error;
+http {{
+    access_log off;
+    server {{
+        listen 127.0.0.1:{cls.PORT};
+        location / {{ proxy_pass {backend.url}; }}
+        location /refused/ {{ proxy_pass http://127.0.0.1:{free_port()}/; }}
+    }}
+}}
+"""
+        app = App(build(Parsed(parse_string(text, "test.conf"), ()), Path("test.conf")))
+        app.sessions.start()
+        return app
+
+    @classmethod
+    async def _get(cls, app: App, path: str, gone_after: float | None = None,
+                   seen: list[int] | None = None) -> list[dict[str, Any]]:
+        """GET ``path`` through the app; the client goes away after ``gone_after`` seconds if
+        given. Returns what the app sent; ``seen`` gets the count as the answer starts."""
+        sent: list[dict[str, Any]] = []
+        asked = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal asked
+            if not asked:
+                asked = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await asyncio.sleep(gone_after if gone_after is not None else 3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and seen is not None:
+                seen.append(app.sessions.in_flight)
+            sent.append(message)
+
+        scope = {"type": "http", "http_version": "1.1", "method": "GET", "scheme": "http", "path": path,
+                 "raw_path": path.encode(), "query_string": b"", "headers": [(b"host", b"proxy.test")],
+                 "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", cls.PORT)}
+        await app(scope, receive, send)
+        return sent
+
+    async def test_the_count_follows_requests_and_returns_to_zero_whatever_the_outcome(self, backend):
+        """1 while one answer streams; 3 with three waiting on the backend (and the buffer
+        is then READ_BUFSIZE); 0 after an answer, a refused upstream (502) and a client
+        that went away (499)."""
+        app = self._app(backend)
+        try:
+            async with asyncio.timeout(30):
+                seen: list[int] = []
+                sent = await self._get(app, "/bytes/300000", seen=seen)
+                assert sent[0]["status"] == 200 and seen == [1]
+                assert app.sessions.in_flight == 0
+
+                waiting = [asyncio.create_task(self._get(app, "/slow/0.5")) for _ in range(3)]
+                await asyncio.sleep(0.25)
+                assert app.sessions.in_flight == 3
+                assert app.sessions.read_bufsize() == READ_BUFSIZE
+                assert all(r[0]["status"] == 200 for r in await asyncio.gather(*waiting))
+                assert app.sessions.in_flight == 0
+                assert app.sessions.read_bufsize() == FEW_READ_BUFSIZE
+
+                sent = await self._get(app, "/refused/x")
+                assert sent[0]["status"] == 502 and app.sessions.in_flight == 0
+
+                sent = await self._get(app, "/slow/2", gone_after=0.2)
+                assert sent == [] and app.sessions.in_flight == 0
+        finally:
+            await app.sessions.aclose()
+
+
 class TestStreaming:
     def _rss_sampler(self, p: Pyngx) -> tuple[list[int], threading.Event, threading.Thread]:
         samples: list[int] = []
@@ -557,8 +642,6 @@ class TestStreaming:
 
     def test_read_buffer_is_larger_only_while_few_requests_are_proxied(self):
         """Sessions.read_bufsize: FEW_READ_BUFSIZE up to FEW_REQUESTS requests in flight, then READ_BUFSIZE."""
-        from pyngx.runtime import FEW_READ_BUFSIZE, FEW_REQUESTS, READ_BUFSIZE, Sessions
-
         sessions = Sessions()
         assert FEW_READ_BUFSIZE > READ_BUFSIZE
         for n in range(1, FEW_REQUESTS + 1):
