@@ -109,6 +109,29 @@ def hold_signals() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+def interrupt_on_signals() -> None:
+    """SIGINT, SIGTERM and SIGHUP end the run as Ctrl-C does (KeyboardInterrupt),
+    through the finally blocks that stop every process. SIGINT too: a shell
+    starts background jobs with SIGINT ignored."""
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+
+
+def missing_tool() -> str | None:
+    """What the bench needs and does not find (wrk, curl, taskset, nginx), as
+    an error message; None when everything is there."""
+    for tool in ("wrk", "curl", "taskset"):
+        if shutil.which(tool) is None:
+            return f"{tool} not found on PATH (see bench/README.md)"
+    if not Path(nginx()).exists():
+        return "nginx not found (apt-get install nginx-light; see bench/README.md)"
+    return None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

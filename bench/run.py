@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -39,8 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import (BENCH, GIB, MIB, PEERS, ROOT, TARGETS, Bed, CpuWatch, Procs, RssPeak, Target, WrkResult,
-                     cpu_seconds, curl_transfer, export_commit, hold_signals, loaded, machine, nginx, pyngx_version,
-                     tree, wrk, ws_echo)
+                     cpu_seconds, curl_transfer, export_commit, hold_signals, interrupt_on_signals, loaded, machine,
+                     missing_tool, pyngx_version, tree, wrk, ws_echo)
 from profiling import profile
 
 TITLES = {
@@ -216,20 +215,20 @@ def measure(bed: Bed, res: Results, args: argparse.Namespace, names: list[str], 
             res.add("a_p50", t, r.p50)
             res.add("a_p99", t, r.p99)
             res.add("a_cpu", t, cpu)
-            _errors(res, t, "13 B, 32 conns", r)
+            record_errors(res, t, "13 B, 32 conns", r)
             print(f"  {t:8} 13 B x32: {r.rps:9,.0f} req/s  p50 {_ms_fmt(r.p50)}  p99 {_ms_fmt(r.p99)}"
                   + (f"  {cpu:.0f} µs CPU/req" if cpu is not None else ""), flush=True)
         for t in order if "13b" in cases else ():
             r, _ = loaded(bed.procs, bed.targets[t], "/13", 1, d)
             res.add("b_p50", t, r.p50)
             res.add("b_rps", t, r.rps)
-            _errors(res, t, "13 B, 1 conn", r)
+            record_errors(res, t, "13 B, 1 conn", r)
             print(f"  {t:8} 13 B x1:  {r.rps:9,.0f} req/s  p50 {_ms_fmt(r.p50)}", flush=True)
         for t in order if "1m" in cases else ():
             r, cpu = loaded(bed.procs, bed.targets[t], "/files/1m", 8, d)
             res.add("c_rps", t, r.rps)
             res.add("c_cpu", t, cpu)
-            _errors(res, t, "1 MiB, 8 conns", r)
+            record_errors(res, t, "1 MiB, 8 conns", r)
             print(f"  {t:8} 1 MiB x8: {r.rps:9,.0f} req/s" + (f"  {cpu:.0f} µs CPU/req" if cpu is not None else ""),
                   flush=True)
         for upload in (True, False) if "big" in cases else ():
@@ -262,7 +261,8 @@ def measure(bed: Bed, res: Results, args: argparse.Namespace, names: list[str], 
                       + (f"  {w.cpu:.0f} µs CPU/msg" if w.cpu is not None else ""), flush=True)
 
 
-def _errors(res: Results, t: str, case: str, r: WrkResult) -> None:
+def record_errors(res: Results, t: str, case: str, r: WrkResult) -> None:
+    """Note wrk's socket errors and non-2xx answers of ``t`` in ``case`` for the report."""
     if r.errors:
         res.errors.append(f"{t}, {case}: {r.errors}")
 
@@ -486,19 +486,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--cases: choose from {', '.join(CASES)}")
     if args.reps < 1:
         p.error("--reps must be at least 1")
-    for tool in ("wrk", "curl", "taskset"):
-        if shutil.which(tool) is None:
-            p.error(f"{tool} not found on PATH (see bench/README.md)")
-    if not Path(nginx()).exists():
-        p.error("nginx not found (apt-get install nginx-light; see bench/README.md)")
-
-    # Signals end the run like Ctrl-C: through the finally blocks.
-    def _interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    # SIGINT too: a shell starts background jobs with SIGINT ignored.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
+    if missing := missing_tool():
+        p.error(missing)
+    interrupt_on_signals()
     src: Path | None = None
     try:
         args.commit_label = None
