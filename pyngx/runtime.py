@@ -35,14 +35,19 @@ _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 #: reading until the app has taken it: one piece per event-loop pass, at
 #: most ~256 KB held per answer (aiohttp's default is 256 KiB).
 READ_BUFSIZE = 2**16
-#: The same while at most ``FEW_REQUESTS`` requests are proxied in the
-#: worker: two reads (~512 KB) per pass, which aiohttp's ``readany`` hands
-#: on joined (one copy) and the client's connection sends in one write. A
-#: lone large download then makes half the writes and waits for events and
-#: costs 6-18 % less CPU (bench/README). With many answers streaming at once
-#: the smaller size keeps the memory held down, and the time: eight 1 MiB
-#: answers at a time made 10-20 % fewer req/s at this size.
+#: The read buffer instead, chosen when a request (each try) goes up, if
+#: at most ``FEW_REQUESTS`` requests are being proxied in the worker at
+#: that moment (this one included; uploads and requests still waiting for
+#: their answer's header count too). The buffer then holds two reads
+#: (~512 KB) per pass, which aiohttp's ``readany`` hands on joined (one
+#: copy) and the client's connection sends in one write: a lone large
+#: download makes half the writes and waits for events, and in A/B runs
+#: with new processes cost 5-10 % less CPU (bench/README). An answer keeps
+#: the size it started with. Every request at this size would cost many
+#: answers streaming at once memory and time: eight 1 MiB answers at a
+#: time made 22 % fewer req/s (660 -> 516).
 FEW_READ_BUFSIZE = 2**17
+#: See ``FEW_READ_BUFSIZE``.
 FEW_REQUESTS = 2
 
 
@@ -124,9 +129,12 @@ class Sessions:
         self.in_flight = 0  # requests being proxied (proxy_http) in this worker
 
     def read_bufsize(self) -> int:
-        """The upstream read buffer (bytes) for a request about to go up:
-        ``FEW_READ_BUFSIZE`` while at most ``FEW_REQUESTS`` are in flight
-        (this one included), else ``READ_BUFSIZE``."""
+        """The upstream read buffer for a request about to go up.
+
+        Returns:
+            bytes: ``FEW_READ_BUFSIZE`` while at most ``FEW_REQUESTS`` are
+            in flight (this one included), else ``READ_BUFSIZE``.
+        """
         return FEW_READ_BUFSIZE if self.in_flight <= FEW_REQUESTS else READ_BUFSIZE
 
     def start(self) -> None:

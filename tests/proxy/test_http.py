@@ -492,33 +492,70 @@ http {{
         await app(scope, receive, send)
         return sent
 
-    async def test_the_count_follows_requests_and_returns_to_zero_whatever_the_outcome(self, backend):
-        """1 while one answer streams; 3 with three waiting on the backend (and the buffer
-        is then READ_BUFSIZE); 0 after an answer, a refused upstream (502) and a client
-        that went away (499)."""
-        app = self._app(backend)
+    async def test_the_count_follows_requests_and_picks_each_buffer(self):
+        """1 while one answer streams; with three requests held by the backend, the first two
+        went up with FEW_READ_BUFSIZE and the third with READ_BUFSIZE; back to 0 after an
+        answer, a refused upstream (502) and a client that went away before its answer."""
+        release = threading.Event()
+
+        async def held(request: web.Request) -> web.Response:
+            await asyncio.get_running_loop().run_in_executor(None, release.wait, 30)
+            return web.Response(text="held\n")
+
+        class Recording(Sessions):
+            def __init__(self) -> None:
+                super().__init__()
+                self.chosen: list[int] = []
+
+            def read_bufsize(self) -> int:
+                self.chosen.append(size := super().read_bufsize())
+                return size
+
+        async def until(predicate: Callable[[], bool]) -> None:
+            while not predicate():  # polled: bounded by the caller's asyncio.timeout
+                await asyncio.sleep(0.01)
+
+        b, stop = start_backend([("GET", "/held", held)])
+        app = self._app(b)
+        app.sessions = sessions = Recording()
+        sessions.start()
         try:
             async with asyncio.timeout(30):
                 seen: list[int] = []
                 sent = await self._get(app, "/bytes/300000", seen=seen)
                 assert sent[0]["status"] == 200 and seen == [1]
-                assert app.sessions.in_flight == 0
+                assert sessions.in_flight == 0 and sessions.chosen == [FEW_READ_BUFSIZE]
 
-                waiting = [asyncio.create_task(self._get(app, "/slow/0.5")) for _ in range(3)]
-                await asyncio.sleep(0.25)
-                assert app.sessions.in_flight == 3
-                assert app.sessions.read_bufsize() == READ_BUFSIZE
+                sessions.chosen.clear()
+                waiting = []
+                for n in range(1, 4):  # one at a time, so that each goes up with n in flight
+                    waiting.append(asyncio.create_task(self._get(app, "/held")))
+                    await until(lambda: len(sessions.chosen) == n)
+                assert sessions.in_flight == 3
+                assert sessions.chosen == [FEW_READ_BUFSIZE, FEW_READ_BUFSIZE, READ_BUFSIZE]
+                release.set()
                 assert all(r[0]["status"] == 200 for r in await asyncio.gather(*waiting))
-                assert app.sessions.in_flight == 0
-                assert app.sessions.read_bufsize() == FEW_READ_BUFSIZE
+                assert sessions.in_flight == 0
 
                 sent = await self._get(app, "/refused/x")
-                assert sent[0]["status"] == 502 and app.sessions.in_flight == 0
+                assert sent[0]["status"] == 502 and sessions.in_flight == 0
 
                 sent = await self._get(app, "/slow/2", gone_after=0.2)
-                assert sent == [] and app.sessions.in_flight == 0
+                assert sent == [] and sessions.in_flight == 0
         finally:
-            await app.sessions.aclose()
+            release.set()
+            await sessions.aclose()
+            stop()
+
+    def test_read_buffer_is_larger_only_while_few_requests_are_proxied(self):
+        """Sessions.read_bufsize: FEW_READ_BUFSIZE up to FEW_REQUESTS requests in flight, then READ_BUFSIZE."""
+        sessions = Sessions()
+        assert FEW_READ_BUFSIZE > READ_BUFSIZE
+        for n in range(1, FEW_REQUESTS + 1):
+            sessions.in_flight = n
+            assert sessions.read_bufsize() == FEW_READ_BUFSIZE
+        sessions.in_flight = FEW_REQUESTS + 1
+        assert sessions.read_bufsize() == READ_BUFSIZE
 
 
 class TestStreaming:
@@ -599,9 +636,9 @@ class TestStreaming:
             stop()
 
     async def test_answers_streaming_alone_and_many_at_once_arrive_whole(self, run_pyngx):
-        """One large answer alone (read with FEW_READ_BUFSIZE) and eight at once (most read
-        with READ_BUFSIZE), with and without a Content-Length, reach every client byte for
-        byte; a client that reads slowly gets its answer whole too."""
+        """Large answers reach their clients byte for byte, with and without a Content-Length:
+        one alone (it goes up with FEW_READ_BUFSIZE, see TestInFlight), one to a client that
+        reads slowly, and eight at once (most with READ_BUFSIZE)."""
         data = random.Random(11).randbytes(6 * 2**20 + 7)
 
         async def body(request: web.Request) -> web.StreamResponse:
@@ -639,16 +676,6 @@ class TestStreaming:
                         await asyncio.gather(*(fetch(length) for _ in range(8)))
         finally:
             stop()
-
-    def test_read_buffer_is_larger_only_while_few_requests_are_proxied(self):
-        """Sessions.read_bufsize: FEW_READ_BUFSIZE up to FEW_REQUESTS requests in flight, then READ_BUFSIZE."""
-        sessions = Sessions()
-        assert FEW_READ_BUFSIZE > READ_BUFSIZE
-        for n in range(1, FEW_REQUESTS + 1):
-            sessions.in_flight = n
-            assert sessions.read_bufsize() == FEW_READ_BUFSIZE
-        sessions.in_flight = FEW_REQUESTS + 1
-        assert sessions.read_bufsize() == READ_BUFSIZE
 
     async def test_chunks_arrive_as_backend_flushes(self, run_pyngx):
         """A streamed response reaches the client chunk by chunk, before the backend ends it."""
