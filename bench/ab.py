@@ -34,8 +34,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import (OUT, ROOT, Bed, Procs, RssPeak, cpu_seconds, curl_transfer, export_commit, hold_signals,
-                     interrupt_on_signals, loaded, machine, missing_tool, pyngx_version, wrk)
+from harness import (ROOT, Bed, Procs, RssPeak, cpu_seconds, curl_transfer, export_commit, guarded, hold_signals,
+                     interrupt_on_signals, loaded, machine, missing_tool, pyngx_version, write_report, wrk)
 from run import Results, measured, paired_table, record_errors, size_name
 
 CASES = ("13b", "1m", "upload", "download")
@@ -112,6 +112,10 @@ def main() -> int:
     if missing := missing_tool():
         p.error(missing)
     interrupt_on_signals()
+    return guarded("A/B", lambda: run(args, cases))
+
+
+def run(args: argparse.Namespace, cases: list[str]) -> int:
     procs = Procs()
     tmp = Path(tempfile.mkdtemp(prefix="pyngx-ab-"))
     res = Results()
@@ -122,22 +126,12 @@ def main() -> int:
         base_dir.mkdir()
         base_label = export_commit(args.base, base_dir)
         measure(bed, res, args, cases, {"base": base_dir, "pyngx": ROOT})
-    except KeyboardInterrupt:
-        print("\ninterrupted; every process stopped", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:
-        print(f"A/B failed: {exc}", file=sys.stderr)
-        return 1
     finally:
         hold_signals()
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
-    text = report(res, args, base_label)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "ab.md").write_text(text)
-    print(text)
+    write_report("ab.md", report(res, args, base_label))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

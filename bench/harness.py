@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,6 +120,28 @@ def interrupt_on_signals() -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
+
+
+def guarded(what: str, body: Callable[[], int]) -> int:
+    """Run ``body`` (the tool's work; it stops its processes in its own
+    finally blocks) and turn Ctrl-C or a signal (see ``interrupt_on_signals``)
+    into exit status 130 and a RuntimeError into 1, each with one line on
+    stderr instead of a traceback."""
+    try:
+        return body()
+    except KeyboardInterrupt:
+        print("\ninterrupted; every process stopped", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        print(f"{what} failed: {exc}", file=sys.stderr)
+        return 1
+
+
+def write_report(name: str, text: str) -> None:
+    """Print a report and keep it as bench/out/NAME (git-ignored)."""
+    OUT.mkdir(exist_ok=True)
+    (OUT / name).write_text(text)
+    print(text)
 
 
 def missing_tool() -> str | None:

@@ -44,8 +44,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import (OUT, ROOT, Bed, Procs, Target, curl_transfer, export_commit, hold_signals, machine, pyngx_version,
-                     wrk, ws_echo)
+from harness import (ROOT, Bed, Procs, Target, curl_transfer, export_commit, hold_signals, machine, pyngx_version,
+                     write_report, wrk, ws_echo)
 
 #: The cases, named as in --cases: (row label, unit).
 UNITS = {"13b": ("13 B ×32 conns", "request"), "1m": ("1 MiB ×8 conns", "request"),
@@ -154,10 +154,7 @@ def main() -> int:
         row = [f"{results[(c, case)] / 1e3:,.0f} k" for c in cols]
         ratio = results[("pyngx", case)] / results[("asgi", case)]
         lines.append(f"| {label} | {unit} | " + " | ".join(row) + f" | {ratio:.2f} |")
-    report = "\n".join(lines) + "\n"
-    OUT.mkdir(exist_ok=True)
-    (OUT / "instructions.md").write_text(report)
-    print(report)
+    write_report("instructions.md", "\n".join(lines) + "\n")
     return 0
 
 

@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import (BENCH, GIB, MIB, PEERS, ROOT, TARGETS, Bed, CpuWatch, Procs, RssPeak, Target, WrkResult,
-                     cpu_seconds, curl_transfer, export_commit, hold_signals, interrupt_on_signals, loaded, machine,
-                     missing_tool, pyngx_version, tree, wrk, ws_echo)
+                     cpu_seconds, curl_transfer, export_commit, guarded, hold_signals, interrupt_on_signals, loaded,
+                     machine, missing_tool, pyngx_version, tree, wrk, ws_echo)
 from profiling import profile
 
 TITLES = {
@@ -489,6 +489,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing := missing_tool():
         p.error(missing)
     interrupt_on_signals()
+    return guarded("bench", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The bench or the profile, of ``--commit``'s pyngx/ when given."""
     src: Path | None = None
     try:
         args.commit_label = None
@@ -496,12 +501,6 @@ def main(argv: list[str] | None = None) -> int:
             src = Path(tempfile.mkdtemp(prefix="pyngx-bench-src-"))
             args.pyngx, args.commit_label = src, export_commit(args.commit, src)
         return profile(args) if args.profile else bench(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted; every process stopped", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        return 1
     finally:
         if src is not None:
             shutil.rmtree(src, ignore_errors=True)
