@@ -34,8 +34,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import (ROOT, Bed, Procs, RssPeak, cpu_seconds, curl_transfer, export_commit, guarded, hold_signals,
-                     interrupt_on_signals, loaded, machine, missing_tool, pyngx_version, write_report, wrk)
+from harness import (ROOT, Bed, Procs, RssPeak, check_run, cpu_seconds, curl_transfer, export_commit, guarded,
+                     hold_signals, interrupt_on_signals, loaded, machine, pyngx_version, write_report, wrk)
 from run import Results, measured, paired_table, record_errors, size_name
 
 CASES = ("13b", "1m", "upload", "download")
@@ -105,12 +105,7 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=3, help="seconds per wrk case (default 3)")
     args = p.parse_args()
     cases = [c for c in args.cases.split(",") if c]
-    if not cases or set(cases) - set(CASES):
-        p.error(f"--cases: choose from {', '.join(CASES)}")
-    if args.reps < 1:
-        p.error("--reps must be at least 1")
-    if missing := missing_tool():
-        p.error(missing)
+    check_run(p, cases, CASES, args.reps)
     interrupt_on_signals()
     return guarded("A/B", lambda: run(args, cases))
 

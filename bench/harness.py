@@ -12,6 +12,7 @@ Must not: decide what is measured or render tables (run.py, profiling.py).
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,6 +143,18 @@ def write_report(name: str, text: str) -> None:
     OUT.mkdir(exist_ok=True)
     (OUT / name).write_text(text)
     print(text)
+
+
+def check_run(p: argparse.ArgumentParser, cases: Iterable[str], known: Iterable[str], reps: int) -> None:
+    """Exit through ``p.error`` on no or unknown cases, fewer than one
+    repetition, or a tool the bench needs that is missing."""
+    cases, known = set(cases), tuple(known)
+    if not cases or cases - set(known):
+        p.error(f"--cases: choose from {', '.join(known)}")
+    if reps < 1:
+        p.error("--reps must be at least 1")
+    if missing := missing_tool():
+        p.error(missing)
 
 
 def missing_tool() -> str | None:

@@ -37,9 +37,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import (BENCH, GIB, MIB, PEERS, ROOT, TARGETS, Bed, CpuWatch, Procs, RssPeak, Target, WrkResult,
+from harness import (BENCH, GIB, MIB, PEERS, ROOT, TARGETS, Bed, CpuWatch, Procs, RssPeak, Target, WrkResult, check_run,
                      cpu_seconds, curl_transfer, export_commit, guarded, hold_signals, interrupt_on_signals, loaded,
-                     machine, missing_tool, pyngx_version, tree, wrk, ws_echo)
+                     machine, pyngx_version, tree, wrk, ws_echo)
 from profiling import profile
 
 TITLES = {
@@ -482,12 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown target(s): {', '.join(sorted(unknown))}")
     args.cases = {c.strip() for c in args.cases.split(",") if c.strip()}
-    if not args.cases or args.cases - set(CASES):
-        p.error(f"--cases: choose from {', '.join(CASES)}")
-    if args.reps < 1:
-        p.error("--reps must be at least 1")
-    if missing := missing_tool():
-        p.error(missing)
+    check_run(p, args.cases, CASES, args.reps)
     interrupt_on_signals()
     return guarded("bench", lambda: _run(args))
 
