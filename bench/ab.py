@@ -34,9 +34,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import (ROOT, Bed, Procs, RssPeak, check_run, cpu_seconds, curl_transfer, export_commit, guarded,
-                     hold_signals, interrupt_on_signals, loaded, machine, pyngx_version, write_report, wrk)
-from run import Results, measured, paired_table, record_errors, size_name
+from harness import (ROOT, Bed, Procs, check_run, export_commit, guarded, hold_signals, interrupt_on_signals, loaded,
+                     machine, pyngx_version, write_report)
+from run import Results, measured, paired_table, record_errors, size_name, transfer, warm
 
 CASES = ("13b", "1m", "upload", "download")
 TARGETS = ("asgi", "base", "pyngx")
@@ -52,9 +52,7 @@ def measure(bed: Bed, res: Results, args: argparse.Namespace, cases: list[str], 
                 bed.restart_proxy(name)
             else:
                 bed.start_proxy(name, kind="asgi" if name == "asgi" else "pyngx")
-            url = f"http://127.0.0.1:{bed.targets[name].port}"
-            wrk(procs, url + "/13", 32, 1)
-            wrk(procs, url + "/files/1m", 8, 1)
+        warm(bed, list(TARGETS), set(), {})
         order = TARGETS[rep % len(TARGETS):] + TARGETS[:rep % len(TARGETS)]
         for name in order if "13b" in cases else ():
             r, cpu = loaded(procs, bed.targets[name], "/13", 32, args.duration)
@@ -66,16 +64,9 @@ def measure(bed: Bed, res: Results, args: argparse.Namespace, cases: list[str], 
             res.add("c_rps", name, r.rps)
             res.add("c_cpu", name, cpu)
             record_errors(res, name, "1 MiB, 8 conns", r)
-        for case, kind in (("upload", "up"), ("download", "down")):
+        for case in ("upload", "download"):
             for name in order if case in cases else ():
-                t = bed.targets[name]
-                assert t.pid is not None
-                c0 = cpu_seconds(t.pid)
-                with RssPeak(t.pid) as peak:
-                    secs = sum(curl_transfer(procs, t, args.size, case == "upload") for _ in range(2))
-                res.add(f"{kind}_s", name, secs)
-                res.add(f"{kind}_cpu", name, cpu_seconds(t.pid) - c0)
-                res.add(f"{kind}_rss", name, peak.peak / 1024)
+                transfer(bed, res, name, args.size, case == "upload", times=2)
         print(f"repetition {rep + 1}/{args.reps} done", file=sys.stderr, flush=True)
 
 

@@ -232,19 +232,11 @@ def measure(bed: Bed, res: Results, args: argparse.Namespace, names: list[str], 
             print(f"  {t:8} 1 MiB x8: {r.rps:9,.0f} req/s" + (f"  {cpu:.0f} µs CPU/req" if cpu is not None else ""),
                   flush=True)
         for upload in (True, False) if "big" in cases else ():
-            kind = "up" if upload else "down"
             for t in order:
-                target = bed.targets[t]
-                c0 = cpu_seconds(target.pid)
-                with RssPeak(target.pid) as peak:
-                    secs = curl_transfer(bed.procs, target, args.big, upload)
-                res.add(f"{kind}_s", t, secs)
-                line = f"  {t:8} {size_name(args.big)} {kind}load: {secs:6.2f} s"
-                if target.pid is not None:
-                    cpu = cpu_seconds(target.pid) - c0
-                    res.add(f"{kind}_rss", t, peak.peak / 1024)
-                    res.add(f"{kind}_cpu", t, cpu)
-                    line += f"  peak RSS {peak.peak / 1024:.0f} MiB  CPU {cpu:.2f} s"
+                secs, cpu, peak = transfer(bed, res, t, args.big, upload)
+                line = f"  {t:8} {size_name(args.big)} {'up' if upload else 'down'}load: {secs:6.2f} s"
+                if cpu is not None:
+                    line += f"  peak RSS {peak / 1024:.0f} MiB  CPU {cpu:.2f} s"
                 print(line, flush=True)
         for conns in (1, 100) if "ws" in cases else ():
             for t in order:
@@ -259,6 +251,24 @@ def measure(bed: Bed, res: Results, args: argparse.Namespace, names: list[str], 
                         res.add("ws100_rss", t, peak.peak / 1024)
                 print(f"  {t:8} WS x{conns:<3}: {w.rate:9,.0f} msg/s"
                       + (f"  {w.cpu:.0f} µs CPU/msg" if w.cpu is not None else ""), flush=True)
+
+
+def transfer(bed: Bed, res: Results, t: str, size: int, upload: bool, times: int = 1) -> tuple[float, float | None, int]:
+    """Move ``size`` bytes through target ``t`` ``times`` times, one after the other,
+    and record up_s/down_s and (for a proxy process) its CPU seconds and the
+    peak RSS sampled meanwhile. Returns (seconds, CPU seconds or None, peak KiB)."""
+    kind = "up" if upload else "down"
+    target = bed.targets[t]
+    c0 = cpu_seconds(target.pid)
+    with RssPeak(target.pid) as peak:
+        secs = sum(curl_transfer(bed.procs, target, size, upload) for _ in range(times))
+    res.add(f"{kind}_s", t, secs)
+    if target.pid is None:
+        return secs, None, 0
+    cpu = cpu_seconds(target.pid) - c0
+    res.add(f"{kind}_rss", t, peak.peak / 1024)
+    res.add(f"{kind}_cpu", t, cpu)
+    return secs, cpu, peak.peak
 
 
 def record_errors(res: Results, t: str, case: str, r: WrkResult) -> None:

@@ -12,7 +12,7 @@ import socket
 
 import pytest
 
-from pyngx.stream import ChunkReader
+from pyngx.stream import MAX_CHUNKS, ChunkReader
 
 
 async def _pair(limit: int = 2**16) -> tuple[ChunkReader, socket.socket]:
@@ -108,7 +108,6 @@ def test_an_error_is_raised_by_read_and_line_reads_are_refused() -> None:
 def test_many_tiny_chunks_pause_reading_too() -> None:
     """Bytes arriving one per chunk: reading pauses once MAX_CHUNKS are held, whatever their bytes,
     and resumes when a read has taken them (joined, up to n)."""
-    from pyngx.stream import MAX_CHUNKS
 
     async def main() -> None:
         reader, client = await _pair()

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -441,6 +441,25 @@ class TestReturnAndLogs:
         ), line[0]
 
 
+def _pieces(data: bytes, step: int) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A backend handler for /body/{n}: the first n bytes of ``data``, written in pieces of
+    ``step`` bytes (none for HEAD), with a Content-Length when the query has length=1, else
+    chunked."""
+
+    async def body(request: web.Request) -> web.StreamResponse:
+        n = int(request.match_info["n"])
+        resp = web.StreamResponse()
+        if request.query.get("length") == "1":
+            resp.content_length = n
+        await resp.prepare(request)
+        for i in range(0, n if request.method == "GET" else 0, step):
+            await resp.write(data[i:min(n, i + step)])
+        await resp.write_eof()
+        return resp
+
+    return body
+
+
 class TestInFlight:
     """The worker's count of requests being proxied (Sessions.in_flight), which picks each
     request's upstream read buffer. Driven in-process through pyngx's ASGI app, against a
@@ -604,19 +623,7 @@ class TestStreaming:
         HEAD of one gives its length and no body."""
         data = random.Random(7).randbytes(12 * 2**20 + 1)
 
-        async def body(request: web.Request) -> web.StreamResponse:
-            n = int(request.match_info["n"])
-            resp = web.StreamResponse()
-            if request.query.get("length") == "1":
-                resp.content_length = n
-            await resp.prepare(request)
-            step = 100_003
-            for i in range(0, n if request.method == "GET" else 0, step):
-                await resp.write(data[i:min(n, i + step)])
-            await resp.write_eof()
-            return resp
-
-        b, stop = start_backend([("*", "/body/{n}", body)])  # GET and HEAD
+        b, stop = start_backend([("*", "/body/{n}", _pieces(data, 100_003))])  # GET and HEAD
         try:
             port = free_port()
             run_pyngx(conf(port, f"location / {{ proxy_pass {b.url}; }}"), port=port)
@@ -641,22 +648,12 @@ class TestStreaming:
         reads slowly, and eight at once (most with READ_BUFSIZE)."""
         data = random.Random(11).randbytes(6 * 2**20 + 7)
 
-        async def body(request: web.Request) -> web.StreamResponse:
-            resp = web.StreamResponse()
-            if request.query.get("length") == "1":
-                resp.content_length = len(data)
-            await resp.prepare(request)
-            for i in range(0, len(data), 300_007):
-                await resp.write(data[i:i + 300_007])
-            await resp.write_eof()
-            return resp
-
-        b, stop = start_backend([("GET", "/body", body)])
+        b, stop = start_backend([("GET", "/body/{n}", _pieces(data, 300_007))])
         digest = hashlib.sha256(data).digest()
         try:
             port = free_port()
             run_pyngx(conf(port, f"location / {{ proxy_pass {b.url}; }}"), port=port)
-            url = f"http://127.0.0.1:{port}/body"
+            url = f"http://127.0.0.1:{port}/body/{len(data)}"
             async with aiohttp.ClientSession() as s:
 
                 async def fetch(length: str, slow: bool = False) -> None:
