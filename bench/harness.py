@@ -594,16 +594,20 @@ class WsResult:
     cpu: float | None  # the proxy's CPU µs per message
 
 
-def ws_echo(procs: Procs, target: Target, conns: int, duration: float) -> WsResult:
+def ws_echo(procs: Procs, target: Target, conns: int, duration: float,
+            edges: tuple[str, str] | None = None) -> WsResult:
     """WebSocket echo round trips through the target: ``ws_load.py`` on LOAD_CPU.
 
     The client checks every echo and reads the proxy's CPU time itself, at
-    the edges of its timed window, so connecting and closing do not count.
+    the edges of its timed window, so connecting and closing do not count;
+    ``edges`` are shell commands it runs there (start, end).
     """
     url = f"ws://127.0.0.1:{target.ws_port}/ws"
     argv = [sys.executable, str(BENCH / "ws_load.py"), url, str(conns), f"{duration:g}"]
     if target.pid is not None:
         argv += ["--pid", str(target.pid)]
+    if edges is not None:
+        argv += ["--at-start", edges[0], "--at-end", edges[1]]
     out = json.loads(procs.run(pinned(LOAD_CPU, argv), timeout=duration + 60).strip().splitlines()[-1])
     if not out["messages"]:
         raise RuntimeError(f"{target.name}: no WebSocket message echoed in {duration:g} s at {conns} conns")

@@ -10,10 +10,10 @@ after; start-up and warm-up not counted), three times, and reports the
 median per request, per message or per transfer. An A/B of two pyngx
 revisions (``--base REV``) is then a matter of one run.
 
-A WebSocket figure is the instructions from zeroing to dumping over the
-messages the client counted in its timed window: the one connection's
-handshake and close are counted too (under callgrind a few thousand
-messages in 10 s; the peer and pyngx alike).
+A WebSocket figure is the instructions over the messages of the client's
+timed window: ws_load.py zeroes and dumps the counters itself, after its
+handshakes and before its closes (with 100 connections under callgrind
+the handshakes would otherwise outweigh the ~1,000 messages of 4 s).
 
 What it does not see: the kernel's side (socket copies, page faults),
 the CPU's caches and the time spent waiting. A large copy counts once per
@@ -21,7 +21,7 @@ byte (``rep movsb``), so copies weigh more here than in CPU time. It
 guides; bench/run.py's timings decide.
 
 Usage:
-    python bench/instructions.py [--cases 13b,1m,upload,download,ws1] [--base REV] [--seconds S]
+    python bench/instructions.py [--cases 13b,1m,upload,download,ws1,ws100] [--base REV] [--seconds S]
 
 Needs: valgrind (Debian package ``valgrind``), plus what bench/run.py needs.
 Under callgrind a proxy runs ~50x slower: about 5 minutes per target for
@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -50,7 +51,7 @@ from harness import (ROOT, Bed, Procs, Target, curl_transfer, export_commit, hol
 #: The cases, named as in --cases: (row label, unit).
 UNITS = {"13b": ("13 B ×32 conns", "request"), "1m": ("1 MiB ×8 conns", "request"),
          "upload": ("64 MiB upload", "transfer"), "download": ("64 MiB download", "transfer"),
-         "ws1": ("WebSocket echo, 1 conn", "message")}
+         "ws1": ("WebSocket echo, 1 conn", "message"), "ws100": ("WebSocket echo, 100 conns", "message")}
 CASES = tuple(UNITS)
 TRANSFER = 64 * 2**20  # bytes per upload / download under callgrind
 
@@ -64,8 +65,16 @@ def start(bed: Bed, tmp: Path, name: str, root: Path | None) -> Target:
     return bed.start_proxy(name, kind="asgi" if root is None else "pyngx", wrap=vg, ready=300)
 
 
-def load(procs: Procs, t: Target, case: str, seconds: float) -> float:
-    """Run ``case`` once against ``t``; returns how many units (requests, messages, transfers) it made."""
+def load(procs: Procs, t: Target, case: str, seconds: float, edges: tuple[str, str] | None = None) -> float:
+    """Run ``case`` once against ``t``; returns how many units (requests, messages, transfers) it made.
+
+    ``edges``: commands run right before and after the load (a WebSocket
+    load runs them itself, between its handshakes and its closes)."""
+    if edges is not None and case not in ("ws1", "ws100"):
+        subprocess.run(shlex.split(edges[0]), capture_output=True, timeout=120, check=True)
+        units = load(procs, t, case, seconds)
+        subprocess.run(shlex.split(edges[1]), capture_output=True, timeout=120, check=True)
+        return units
     url = f"http://127.0.0.1:{t.port}"
     if case == "13b":
         return wrk(procs, url + "/13", 32, seconds).requests
@@ -74,8 +83,8 @@ def load(procs: Procs, t: Target, case: str, seconds: float) -> float:
     if case in ("upload", "download"):
         curl_transfer(procs, t, TRANSFER, case == "upload")
         return 1
-    if case == "ws1":
-        r = ws_echo(procs, Target(t.name, t.port, t.port, t.port, None), 1, seconds)
+    if case in ("ws1", "ws100"):
+        r = ws_echo(procs, Target(t.name, t.port, t.port, t.port, None), int(case[2:]), seconds, edges)
         return r.rate * seconds
     raise ValueError(case)
 
@@ -92,11 +101,9 @@ def counted(procs: Procs, tmp: Path, t: Target, case: str, seconds: float) -> fl
     per_unit = []
     load(procs, t, case, seconds)  # warm up
     for _ in range(3):
-        subprocess.run(["callgrind_control", "-z", str(t.pid)], capture_output=True, timeout=120, check=True)
-        units = load(procs, t, case, seconds)
         for old in dumps(tmp, t):
             os.unlink(old)
-        subprocess.run(["callgrind_control", "-d", str(t.pid)], capture_output=True, timeout=120, check=True)
+        units = load(procs, t, case, seconds, (f"callgrind_control -z {t.pid}", f"callgrind_control -d {t.pid}"))
         total = 0
         for dump in dumps(tmp, t):
             for line in open(dump):

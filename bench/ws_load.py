@@ -9,11 +9,13 @@ over to another connection is caught too); anything else ends the run with
 an error. Connecting and closing are outside the timed window.
 
 With ``--pid``, the CPU time of that process tree (the proxy) is read from
-/proc right at the start and the end of the timed window.
+/proc right at the start and the end of the timed window. ``--at-start`` and
+``--at-end`` run a command there too (instructions.py zeroes and dumps
+callgrind's counters with them, so the handshakes are not counted).
 
 Prints one JSON line: {"messages": N, "seconds": S, "cpu": C or null}.
 
-Usage: python bench/ws_load.py URL CONNS SECONDS [--size 64] [--pid PID]
+Usage: python bench/ws_load.py URL CONNS SECONDS [--size 64] [--pid PID] [--at-start CMD] [--at-end CMD]
 run.py runs it pinned to the load core (taskset -c 1). Connects to URL only.
 """
 
@@ -22,6 +24,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
+import subprocess
 import sys
 import time
 
@@ -30,7 +34,8 @@ import aiohttp
 from harness import cpu_seconds
 
 
-async def echo(url: str, conns: int, seconds: float, size: int, pid: int | None) -> dict[str, float | None]:
+async def echo(url: str, conns: int, seconds: float, size: int, pid: int | None,
+               edges: tuple[str | None, str | None] = (None, None)) -> dict[str, float | None]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         wss: list[aiohttp.ClientWebSocketResponse] = []
         for start in range(0, conns, 100):  # in batches, within any listen backlog
@@ -54,10 +59,14 @@ async def echo(url: str, conns: int, seconds: float, size: int, pid: int | None)
             nonlocal running
             running = False
 
+        if edges[0]:
+            subprocess.run(shlex.split(edges[0]), check=True, capture_output=True, timeout=120)
         c0, t0 = cpu_seconds(pid), time.monotonic()
         asyncio.get_running_loop().call_later(seconds, stop)
         await asyncio.gather(*(one(i, ws) for i, ws in enumerate(wss)))
         elapsed, cpu = time.monotonic() - t0, cpu_seconds(pid) - c0
+        if edges[1]:
+            subprocess.run(shlex.split(edges[1]), check=True, capture_output=True, timeout=120)
         await asyncio.gather(*(ws.close() for ws in wss))
     return {"messages": sum(counts), "seconds": elapsed, "cpu": cpu if pid is not None else None}
 
@@ -69,6 +78,8 @@ def main() -> int:
     p.add_argument("seconds", type=float)
     p.add_argument("--size", type=int, default=64, help="message size in bytes (default 64)")
     p.add_argument("--pid", type=int, help="the proxy's pid: report its CPU seconds during the run")
+    p.add_argument("--at-start", help="a command to run right before the timed window")
+    p.add_argument("--at-end", help="a command to run right after the timed window")
     args = p.parse_args()
     try:
         import uvloop
@@ -76,7 +87,7 @@ def main() -> int:
     except ImportError:
         loop_factory = None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        result = runner.run(echo(args.url, args.conns, args.seconds, args.size, args.pid))
+        result = runner.run(echo(args.url, args.conns, args.seconds, args.size, args.pid, (args.at_start, args.at_end)))
     print(json.dumps(result))
     return 0
 
