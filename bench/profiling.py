@@ -132,7 +132,7 @@ _LOOP_ENTRY = ("asyncio/runners.py", "asyncio/base_events.py")
 INCLUSIVE = (
     "App.serve", "App.request", "Request.__init__", "normalize_uri", "RouteTable.group", "RouteTable.location",
     "proxy_http", "ProxyPlan.upstream_uri", "RequestHeaderPlan.build", "response_headers", "server_header",
-    "_Watch.__init__", "_Watch.start", "_Watch.stop", "AccessLogger.log", "ResponseFilter.__call__",
+    "Watch.__init__", "Watch.start", "Watch.stop", "AccessLogger.log", "ResponseFilter.__call__",
     "Connection.protocol_send", "Connection.flush", "_IdleTimer.restart",
 )
 

@@ -21,7 +21,7 @@ import aiohttp
 from pyngx.config.model import AccessLog, Config, LocationConf
 from pyngx.log import AccessLogger
 from pyngx.rewrite import if_confs
-from pyngx.proxy.http import ProxyClientRequest, ProxyPlan
+from pyngx.proxy.plan import ProxyClientRequest, ProxyPlan
 from pyngx.routing import RouteTable
 from pyngx.upstream.groups import Upstreams
 from pyngx.upstream.peers import Peer

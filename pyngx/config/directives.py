@@ -164,7 +164,7 @@ def set_proxy_pass(args: tuple[str, ...], old: Any, scope: SetterScope) -> Any:
     """``proxy_pass URL`` (nginx: ngx_http_proxy_module, proxy_pass).
 
     A URL with variables is compiled to a template and parsed per request
-    (pyngx.proxy.http.ProxyPlan); as in nginx it is not checked here.
+    (pyngx.proxy.plan.ProxyPlan); as in nginx it is not checked here.
 
     Raises:
         ConfigValueError: invalid URL.

@@ -110,8 +110,9 @@ from yarl import URL
 
 from pyngx.errors import UpstreamError
 from pyngx.proxy.deadline import Deadline
+from pyngx.proxy.failures import FAILURE_STATUSES, error_context, failure_kind, upstream_error
 from pyngx.proxy.headers import response_headers
-from pyngx.proxy.http import _FAILURE_STATUSES, ProxyPlan, _context, _fail, _kind
+from pyngx.proxy.plan import ProxyPlan
 from pyngx.request import Request
 from pyngx.responses import http_date, send_error, server_header
 from pyngx.upstream.peers import Peer
@@ -280,8 +281,8 @@ class _Handshake:
                 await send({"type": "websocket.http.response.body", "body": chunk, "more_body": True})
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             req.body_bytes_sent = sent
-            err = _fail(exc, "reading upstream")
-            self.upgrade.log.error("upstream_read_failed", reason=err.reason, **_context(req, self.url))
+            err = upstream_error(exc, "reading upstream")
+            self.upgrade.log.error("upstream_read_failed", reason=err.reason, **error_context(req, self.url))
             return  # the answer stays incomplete: Hypercorn closes the connection
         req.body_bytes_sent = sent
         await send({"type": "websocket.http.response.body", "body": b"", "more_body": False})
@@ -359,7 +360,7 @@ class _Upgrade:
                 if peer is None:
                     if last is None:
                         last = UpstreamError(502, "no live upstreams while connecting to upstream")
-                        self.log.error("upstream_failed", reason=last.reason, **_context(req, self.url))
+                        self.log.error("upstream_failed", reason=last.reason, **error_context(req, self.url))
                         self.record(up.group.name, "502", time.monotonic())
                     await self.fail(last)
                     return None
@@ -373,7 +374,7 @@ class _Upgrade:
             except _Retry as retry:
                 self.record(name, str(retry.status), t0)
                 if peer is not None:
-                    peer.finished(retry.status in _FAILURE_STATUSES)
+                    peer.finished(retry.status in FAILURE_STATUSES)
                 last = UpstreamError(retry.status, f"upstream answered {retry.status}")
                 continue
             except _Refused:
@@ -382,15 +383,15 @@ class _Upgrade:
                     peer.finished(False)
                 return None
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                err = _fail(exc, "reading response header from upstream")
+                err = upstream_error(exc, "reading response header from upstream")
                 self.record(name, str(err.status), t0)
                 self.log.error("upstream_timed_out" if err.status == 504 else "upstream_failed",
-                               reason=err.reason, **_context(req, url))
+                               reason=err.reason, **error_context(req, url))
                 if peer is not None and peer.finished(True):
                     self.log.warning("upstream_disabled", reason="upstream server temporarily disabled",
-                                     **_context(req, url))
+                                     **error_context(req, url))
                 last = err
-                if self.may_retry(_kind(err)):
+                if self.may_retry(failure_kind(err)):
                     continue
                 await self.fail(err)
                 return None
@@ -579,11 +580,11 @@ class _Relay:
             await self.drain_client()
         self.log.debug("websocket_closed", reason=f"{end.side} {end.kind} {end.code or ''}".rstrip()
                        + f", {self.to_client} bytes to client, {self.to_upstream} bytes to upstream",
-                       **_context(self.req, self.url))
+                       **error_context(self.req, self.url))
 
     async def finish(self, end: _End) -> None:
         """Close what is still open, as ``end`` requires, and log it."""
-        ctx = _context(self.req, self.url)
+        ctx = error_context(self.req, self.url)
         action = "while proxying upgraded connection"
         if end.side == "upstream":
             if end.kind == "close":
