@@ -1,10 +1,11 @@
 """WebSocket proxying: the upstream handshake, two pumps, close codes.
 
 Owns: ``proxy_websocket`` (one client WebSocket relayed to one upstream
-WebSocket), the handshake rule (which request fields the WebSocket client
-library manages), trying peers for the handshake (proxy_next_upstream),
-passing a refused handshake's answer through, the relay's timers, the
-close-code mapping between the two hops, and ``install_hypercorn_close_fix``.
+WebSocket), the relay's two pumps, its timers and how it ends. The
+handshake with the upstream (the handshake rule, trying peers as
+proxy_next_upstream allows, passing a refused handshake's answer through)
+is proxy/ws_upgrade.py's; the close codes and ``install_hypercorn_close_fix``
+are proxy/ws_close.py's. This docstring describes all three.
 
 Input: a ``Request`` whose ASGI scope is "websocket", its location's
 ``ProxyPlan`` (with the upstream's peers and balancer), the worker's
@@ -101,83 +102,28 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NamedTuple, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
 
 import aiohttp
 from aiohttp import WSMsgType
 from yarl import URL
 
-from pyngx.errors import UpstreamError
 from pyngx.proxy.deadline import Deadline
-from pyngx.proxy.failures import FAILURE_STATUSES, error_context, failure_kind, upstream_error
-from pyngx.proxy.headers import response_headers
+from pyngx.proxy.failures import error_context
 from pyngx.proxy.plan import ProxyPlan
+from pyngx.proxy.ws_close import GOING_AWAY, INTERNAL_ERROR, TOO_BIG, install_hypercorn_close_fix, wire_code
+from pyngx.proxy.ws_upgrade import CLOSE_TIMEOUT, HANDSHAKE_FIELDS, MAX_MESSAGE_SIZE, Upgrade, accept_headers
 from pyngx.request import Request
-from pyngx.responses import http_date, send_error, server_header
-from pyngx.upstream.peers import Peer
+
+__all__ = ["MAX_MESSAGE_SIZE", "SEND_TIMEOUT", "proxy_websocket"]
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-#: Largest message relayed in either direction, in bytes (inclusive):
-#: Hypercorn's websocket_max_message_size default.
-MAX_MESSAGE_SIZE = 16 * 1024 * 1024
-
-#: Request fields the WebSocket client library sets itself and that are
-#: therefore never copied from the client or from proxy_set_header
-#: (RFC 6455 4.1; the subprotocols go through ``protocols=``).
-HANDSHAKE_FIELDS: frozenset[str] = frozenset(
-    {
-        "upgrade",
-        "connection",
-        "sec-websocket-key",
-        "sec-websocket-version",
-        "sec-websocket-accept",
-        "sec-websocket-extensions",
-        "sec-websocket-protocol",
-    }
-)
-
 #: nginx's send_timeout default (ngx_http_core_module): a blocked write to
 #: the client. pyngx has no send_timeout directive yet.
 SEND_TIMEOUT = 60.0
-
-#: Longest wait for a close frame to be written or answered, in seconds
-#: (aiohttp's ws_close default; also bounded by proxy_read_timeout).
-CLOSE_TIMEOUT = 10.0
-
-# RFC 6455 7.4: codes an endpoint may put in a close frame.
-_GOING_AWAY = 1001
-_TOO_BIG = 1009
-_INTERNAL_ERROR = 1011
-_NO_STATUS = 1005
-
-
-def wire_code(code: int | None, fallback: int) -> int:
-    """The close code to send on, for a code received.
-
-    Args:
-        code: the code received, or None.
-        fallback: used when ``code`` may not be sent in a close frame
-            (1004-1006, 1015, 0, >= 5000).
-
-    Returns:
-        ``code`` itself when it may be sent, 1000 for 1005 ("no status"),
-        else ``fallback``.
-
-    Source: RFC 6455 7.4.1 and 7.4.2 (reserved and unsendable codes).
-    """
-    if code is None:
-        return fallback
-    if 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999:
-        return code
-    return 1000 if code == _NO_STATUS else fallback
-
-
-class _Refused(Exception):
-    """The upstream answered the handshake with something other than 101;
-    the answer has already been passed to the client."""
 
 
 class _End(NamedTuple):
@@ -193,255 +139,9 @@ class _End(NamedTuple):
     reason: str = ""
 
 
-def _ws_url(scheme: str, authority: str, uri: str) -> URL:
-    """``ws://`` or ``wss://`` for proxy_pass's ``http://`` or ``https://``."""
-    return URL(f"{'wss' if scheme == 'https' else 'ws'}://{authority}{uri}", encoded=True)
-
-
-def _accept_headers(raw: tuple[tuple[bytes, bytes], ...], tokens: bool) -> list[tuple[bytes, bytes]]:
-    """The upstream's 101 fields for the client: no hop-by-hop, no
-    Sec-WebSocket-* (Hypercorn writes its own), nginx's hidden fields off."""
-    out = [
-        (name, value)
-        for name, value in response_headers(raw)
-        if not name.lower().startswith(b"sec-websocket-") and name.lower() != b"content-length"
-    ]
-    out.append((b"server", server_header(tokens)))
-    out.append((b"date", http_date()))
-    return out
-
-
-def _denial(send: Send) -> Send:
-    """An ASGI send that turns http.response.* into websocket.http.response.*."""
-
-    async def denial_send(message: dict[str, Any]) -> None:
-        await send({**message, "type": "websocket." + message["type"]})
-
-    return denial_send
-
-
 def _text_len(text: str) -> int:
     # isascii() is O(1) on CPython's compact strings.
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-
-
-class _Retry(Exception):
-    """The upstream's handshake answer is one proxy_next_upstream names
-    (http_502, ...) and another peer may be tried."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
-
-
-class _Handshake:
-    """The upstream side of one handshake try, as an aiohttp client middleware.
-
-    A 101 is kept for its header fields. A status that proxy_next_upstream
-    names ends the try with ``_Retry`` while another peer may be tried.
-    Any other answer is streamed to the client as the denial response right
-    here, while aiohttp still holds the response open (``ws_connect`` would
-    close it unread and keep only the status: aiohttp issue #2279), and
-    ends the handshake with ``_Refused``.
-    """
-
-    __slots__ = ("upgrade", "url", "response")
-
-    def __init__(self, upgrade: _Upgrade, url: URL) -> None:
-        self.upgrade = upgrade
-        self.url = url
-        self.response: aiohttp.ClientResponse | None = None
-
-    async def __call__(self, creq: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
-        resp = await handler(creq)
-        if resp.status == 101:
-            self.response = resp
-            return resp
-        try:
-            kind = f"http_{resp.status}"
-            if kind in self.upgrade.plan.next_upstream and self.upgrade.may_retry(kind):
-                raise _Retry(resp.status)
-            await self.refuse(resp)
-        finally:
-            resp.release()
-        raise _Refused()
-
-    async def refuse(self, resp: aiohttp.ClientResponse) -> None:
-        """Pass the upstream's non-101 answer to the client, body streamed."""
-        req = self.upgrade.req
-        send = self.upgrade.send
-        req.status = resp.status
-        headers = response_headers(resp.raw_headers)
-        headers.append((b"server", server_header(self.upgrade.plan.loc.server_tokens)))
-        await send({"type": "websocket.http.response.start", "status": resp.status, "headers": headers})
-        sent = 0
-        try:
-            async for chunk in resp.content.iter_any():
-                sent += len(chunk)
-                await send({"type": "websocket.http.response.body", "body": chunk, "more_body": True})
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            req.body_bytes_sent = sent
-            err = upstream_error(exc, "reading upstream")
-            self.upgrade.log.error("upstream_read_failed", reason=err.reason, **error_context(req, self.url))
-            return  # the answer stays incomplete: Hypercorn closes the connection
-        req.body_bytes_sent = sent
-        await send({"type": "websocket.http.response.body", "body": b"", "more_body": False})
-
-
-class _Upgrade:
-    """The handshake phase: peers of the upstream tried in turn, as
-    proxy_next_upstream allows, until one answers.
-
-    Keeps ``$upstream_addr``, ``$upstream_status`` and
-    ``$upstream_response_time`` (one value per try, joined with ", ").
-    """
-
-    def __init__(self, req: Request, plan: ProxyPlan, sessions: Any, send: Send, log: Any, uri: str) -> None:
-        self.req = req
-        self.plan = plan
-        self.sessions = sessions
-        self.send = send
-        self.log = log
-        self.uri = uri
-        self.tried: set[int] = set()
-        self.addrs: list[str] = []
-        self.statuses: list[str] = []
-        self.times: list[str] = []
-        self.first = time.monotonic()
-        #: the URL of the current try, for error-log lines.
-        self.url = _ws_url(plan.scheme, plan.origin.split("://", 1)[1], uri)
-
-    def may_retry(self, kind: str) -> bool:
-        """Whether a failed try of ``kind`` passes to the next peer (nginx's rules)."""
-        plan = self.plan
-        up = plan.upstream
-        if up is None or kind not in plan.next_upstream:
-            return False
-        total = len(up.group.primary) + len(up.group.backup)
-        if len(self.tried) >= (min(total, plan.tries) if plan.tries else total):
-            return False
-        return not (plan.next_timeout and time.monotonic() - self.first >= plan.next_timeout)
-
-    def record(self, name: str, status: str, t0: float) -> None:
-        """Note one try for ``$upstream_addr``, ``$upstream_status``, ``$upstream_response_time``."""
-        self.addrs.append(name)
-        self.statuses.append(status)
-        self.times.append(f"{time.monotonic() - t0:.3f}")
-        self.req.upstream_addr = ", ".join(self.addrs)
-        self.req.upstream_status = ", ".join(self.statuses)
-        self.req.upstream_response_time = ", ".join(self.times)
-
-    def session(self, peer: Peer | None) -> aiohttp.ClientSession:
-        if isinstance(self.sessions, aiohttp.ClientSession):
-            return self.sessions  # the plan's one session: TCP peers, or the proxy_pass UNIX socket
-        return cast(aiohttp.ClientSession, self.sessions.get(self.plan, peer))
-
-    async def connect(
-        self, headers: list[tuple[str, str]], protocols: Sequence[str]
-    ) -> tuple[aiohttp.ClientWebSocketResponse, aiohttp.ClientResponse, Peer | None, float] | None:
-        """Open the upstream WebSocket on a peer chosen by the upstream's balancer.
-
-        Returns:
-            (ws, the 101 response, the peer, when its try began), or None
-            when the client has been answered already (the upstream's
-            refusal, or nginx's 502/504 page).
-        """
-        plan = self.plan
-        up = plan.upstream
-        req = self.req
-        key = "" if up is None else req.remote_addr if up.ip_hash else up.key.render(req) if up.key is not None else ""
-        last: UpstreamError | None = None
-        while True:
-            peer: Peer | None = None
-            if up is None:  # a plan made without a Runtime: the proxy_pass address itself
-                name, authority = plan.upstream_name, plan.origin.split("://", 1)[1]
-            else:
-                peer = up.balancer.select(up.group, key, self.tried, time.monotonic())
-                if peer is None:
-                    if last is None:
-                        last = UpstreamError(502, "no live upstreams while connecting to upstream")
-                        self.log.error("upstream_failed", reason=last.reason, **error_context(req, self.url))
-                        self.record(up.group.name, "502", time.monotonic())
-                    await self.fail(last)
-                    return None
-                self.tried.add(id(peer))
-                name, authority = peer.name, "localhost" if peer.unix else peer.name
-            self.url = url = _ws_url(plan.scheme, authority, self.uri)
-            t0 = time.monotonic()
-            handshake = _Handshake(self, url)
-            try:
-                ws = await self.handshake(url, handshake, headers, protocols, peer)
-            except _Retry as retry:
-                self.record(name, str(retry.status), t0)
-                if peer is not None:
-                    peer.finished(retry.status in FAILURE_STATUSES)
-                last = UpstreamError(retry.status, f"upstream answered {retry.status}")
-                continue
-            except _Refused:
-                self.record(name, str(req.status), t0)
-                if peer is not None:
-                    peer.finished(False)
-                return None
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                err = upstream_error(exc, "reading response header from upstream")
-                self.record(name, str(err.status), t0)
-                self.log.error("upstream_timed_out" if err.status == 504 else "upstream_failed",
-                               reason=err.reason, **error_context(req, url))
-                if peer is not None and peer.finished(True):
-                    self.log.warning("upstream_disabled", reason="upstream server temporarily disabled",
-                                     **error_context(req, url))
-                last = err
-                if self.may_retry(failure_kind(err)):
-                    continue
-                await self.fail(err)
-                return None
-            except BaseException:
-                if peer is not None:
-                    peer.finished(False)
-                raise
-            assert handshake.response is not None
-            self.record(name, "101", t0)
-            return ws, handshake.response, peer, t0
-
-    async def handshake(
-        self, url: URL, handshake: _Handshake, headers: list[tuple[str, str]], protocols: Sequence[str],
-        peer: Peer | None,
-    ) -> aiohttp.ClientWebSocketResponse:
-        """One try: ws_connect on the worker's pool, with ``handshake`` as middleware."""
-        session = self.session(peer)
-        loc = self.plan.loc
-        # A view of the worker's pool with this try's middleware and
-        # timeouts; connector_owner=False leaves the pool to its owner.
-        view = aiohttp.ClientSession(
-            connector=session.connector,
-            connector_owner=False,
-            middlewares=(handshake,),
-            timeout=self.plan.timeout,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            skip_auto_headers=session.skip_auto_headers,
-            requote_redirect_url=False,
-            version=aiohttp.HttpVersion11,
-        )
-        try:
-            return await view.ws_connect(
-                url,
-                headers=headers,
-                protocols=protocols,
-                autoclose=False,
-                autoping=True,
-                max_msg_size=MAX_MESSAGE_SIZE + 1,  # aiohttp refuses sizes >= max_msg_size
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=min(CLOSE_TIMEOUT, loc.proxy_read_timeout)),
-                compress=0,
-            )
-        finally:
-            await view.close()
-
-    async def fail(self, err: UpstreamError) -> None:
-        """Answer the client with nginx's 502 or 504 page."""
-        req = self.req
-        req.status = err.status if err.status in (502, 504) else 502
-        req.body_bytes_sent = await send_error(_denial(self.send), req.status, self.plan.loc.server_tokens)
 
 
 async def proxy_websocket(
@@ -492,7 +192,7 @@ async def proxy_websocket(
         req.status = 499
         return
     headers = [(n, v) for n, v in plan.headers.build(req) if n.lower() not in HANDSHAKE_FIELDS]
-    upgrade = _Upgrade(req, plan, session, send, log, plan.upstream_uri(req, quoted))
+    upgrade = Upgrade(req, plan, session, send, log, plan.upstream_uri(req, quoted))
     opened = await upgrade.connect(headers, scope.get("subprotocols") or ())
     if opened is None:
         return
@@ -501,7 +201,7 @@ async def proxy_websocket(
         await send({
             "type": "websocket.accept",
             "subprotocol": ws.protocol,
-            "headers": _accept_headers(response.raw_headers, plan.loc.server_tokens),
+            "headers": accept_headers(response.raw_headers, plan.loc.server_tokens),
         })
         req.status = 101
         await _Relay(req, plan, ws, receive, send, log, upgrade.url).run()
@@ -573,7 +273,7 @@ class _Relay:
             await asyncio.wait((from_upstream, from_client))
             self.req.body_bytes_sent = self.to_client
             if end is None:  # cancelled from outside (shutdown): both sides go away
-                await self.close_both(_GOING_AWAY, "", _GOING_AWAY, "")
+                await self.close_both(GOING_AWAY, "", GOING_AWAY, "")
         assert end is not None
         await self.finish(end)
         if end.side != "client" or end.kind == "timeout":
@@ -594,16 +294,16 @@ class _Relay:
                 self.log.error("upstream_timed_out", reason=f"upstream timed out (110: Connection timed out) {action}",
                                **ctx)
                 # After a blocked write a close frame would block too: just drop the connection.
-                await self.close_both(_GOING_AWAY, "", _GOING_AWAY if end.reason == "read" else None, "")
-            elif end.kind == "error" and end.code == _TOO_BIG:
+                await self.close_both(GOING_AWAY, "", GOING_AWAY if end.reason == "read" else None, "")
+            elif end.kind == "error" and end.code == TOO_BIG:
                 self.log.error("upstream_failed", reason=f"upstream sent too big message: {end.reason} {action}", **ctx)
-                await self.close_both(_TOO_BIG, "", None, "")  # aiohttp already closed the upstream
+                await self.close_both(TOO_BIG, "", None, "")  # aiohttp already closed the upstream
             elif end.kind == "error":
                 self.log.error("upstream_failed", reason=f"{end.reason} {action}", **ctx)
-                await self.close_both(_INTERNAL_ERROR, "", None, "")
+                await self.close_both(INTERNAL_ERROR, "", None, "")
             else:
                 self.log.error("upstream_failed", reason=f"upstream prematurely closed connection {action}", **ctx)
-                await self.close_both(_INTERNAL_ERROR, "", None, "")
+                await self.close_both(INTERNAL_ERROR, "", None, "")
         else:
             if end.kind == "close":
                 await self.close_both(None, "", wire_code(end.code, 1000), end.reason)
@@ -611,10 +311,10 @@ class _Relay:
                 # The client stopped reading: a close frame to it would block as well.
                 self.log.info("client_timed_out", reason=f"client timed out (110: Connection timed out) {action}",
                               **ctx)
-                await self.close_both(None, "", _GOING_AWAY, "")
+                await self.close_both(None, "", GOING_AWAY, "")
             else:  # lost: the TCP connection ended without a close frame
                 self.log.info("client_closed", reason=f"client closed connection {action}", **ctx)
-                await self.close_both(None, "", _GOING_AWAY, "")
+                await self.close_both(None, "", GOING_AWAY, "")
 
     async def close_both(self, client_code: int | None, client_reason: str, upstream_code: int | None,
                          upstream_reason: str) -> None:
@@ -709,66 +409,6 @@ class _Relay:
                 if code is None or code == 1006:
                     return _End("client", "lost", code)
                 return _End("client", "close", code, msg.get("reason") or "")
-
-
-def install_hypercorn_close_fix() -> bool:
-    """Make Hypercorn tell the app the close code and reason the client sent.
-
-    Hypercorn (0.18) answers a client's close frame itself and then sends the
-    app ``websocket.disconnect`` with code 1006, so the code and reason are
-    lost before they could be relayed upstream. This wraps two ``WSStream``
-    methods: the close answer Hypercorn echoes to the client (which carries
-    the client's code and reason, RFC 6455 5.5.1) is remembered, and the
-    disconnect event then carries it (ASGI: ``code`` and ``reason``).
-    Nothing else changes; without a close frame the code stays 1006.
-
-    Returns:
-        True when installed now or before; False when this Hypercorn does
-        not have the expected internals (then the upstream sees 1001 for
-        every client close).
-    """
-    try:
-        from hypercorn.protocol.events import StreamClosed
-        from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
-        from wsproto.connection import ConnectionState
-        from wsproto.events import CloseConnection
-    except ImportError:  # pragma: no cover - other Hypercorn layouts
-        return False
-    if getattr(WSStream, "_pyngx_close_fix", False):
-        return True
-    send_event = getattr(WSStream, "_send_wsproto_event", None)
-    handle = getattr(WSStream, "handle", None)
-    if send_event is None or handle is None:  # pragma: no cover
-        return False
-
-    # Plain functions that hand back the original coroutine (or another):
-    # every relayed message passes here, and an async wrapper would add a
-    # coroutine per message.
-    def _send_wsproto_event(self: Any, event: Any) -> Awaitable[None]:
-        if isinstance(event, CloseConnection) and self.connection.state is ConnectionState.REMOTE_CLOSING:
-            self._pyngx_peer_close = (event.code, event.reason or "")
-        return send_event(self, event)  # type: ignore[no-any-return]
-
-    async def _disconnect(self: Any, code: int, reason: str) -> None:
-        self.closed = True
-        await self.app_put({"type": "websocket.disconnect", "code": code, "reason": reason})
-
-    def _handle(self: Any, event: Any) -> Awaitable[None]:
-        peer = getattr(self, "_pyngx_peer_close", None)
-        if (
-            peer is not None
-            and isinstance(event, StreamClosed)
-            and not self.closed
-            and self.app_put is not None
-            and self.state is ASGIWebsocketState.CONNECTED
-        ):
-            return _disconnect(self, peer[0], peer[1])
-        return handle(self, event)  # type: ignore[no-any-return]
-
-    setattr(WSStream, "_send_wsproto_event", _send_wsproto_event)
-    setattr(WSStream, "handle", _handle)
-    setattr(WSStream, "_pyngx_close_fix", True)
-    return True
 
 
 # Installed on import: app.py imports this module before Hypercorn serves.
