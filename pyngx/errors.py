@@ -5,7 +5,9 @@
     PyngxError
      +-- ConfigError        the operator's config file (printed as nginx's [emerg])
      |    +-- ConfigValueError  a directive's value; file and line filled in by build
+     +-- StartError         serving could not start: a bind failed, the pid file is locked
      +-- UpstreamError      a peer failed: 502 Bad Gateway or 504 Gateway Time-out
+     +-- InvalidProxyURL    a proxy_pass URL with variables came out invalid: 500
      +-- SpecialResponse    a status handed to error_page (proxy_intercept_errors)
      +-- ClientError        the client misbehaved: 400 Bad Request, 413, 499
 
@@ -67,6 +69,10 @@ class ConfigValueError(ConfigError):
     """
 
 
+class StartError(PyngxError):
+    """pyngx could not start serving (bind failed, pid file in use)."""
+
+
 class UpstreamError(PyngxError):
     """An upstream peer failed; the client gets ``status`` (502 or 504).
 
@@ -80,6 +86,11 @@ class UpstreamError(PyngxError):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+class InvalidProxyURL(PyngxError):
+    """A proxy_pass URL with variables evaluated to an invalid URL; the
+    client gets 500, as from nginx (ngx_http_proxy_eval)."""
 
 
 class SpecialResponse(PyngxError):

@@ -33,19 +33,10 @@ from dataclasses import dataclass
 from pyngx import log as pyngx_log
 from pyngx import notify
 from pyngx.config.model import Config
-from pyngx.errors import ConfigError
+from pyngx.errors import ConfigError, StartError
 from pyngx.reload import changes, stamps, watch
-from pyngx.server import (
-    GRACEFUL_FOREVER,
-    Address,
-    PidFile,
-    StartError,
-    daemonize,
-    listen_addresses,
-    loop_factory,
-    open_sockets,
-    sockname,
-)
+from pyngx.server import GRACEFUL_FOREVER, PidFile, daemonize, loop_factory
+from pyngx.sockets import Address, listen_addresses, open_sockets, sockname
 
 
 @dataclass

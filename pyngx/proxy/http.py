@@ -28,12 +28,12 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from pyngx.errors import SpecialResponse, UpstreamError
+from pyngx.errors import InvalidProxyURL, SpecialResponse, UpstreamError
 from pyngx.filters import send_too_large
 from pyngx.proxy.body import RequestBody, Watch, has_body, small_body_length
 from pyngx.proxy.deadline import Deadline
 from pyngx.proxy.failures import FAILURE_STATUSES, error_context, failure_kind, upstream_error
-from pyngx.proxy.plan import InvalidURL, ProxyPlan
+from pyngx.proxy.plan import ProxyPlan
 from pyngx.request import Request
 from pyngx.responses import send_error
 from pyngx.upstream.peers import Peer
@@ -147,7 +147,7 @@ async def proxy_http(
         if plan.template is not None:
             try:
                 pp, up = plan.resolve(req)
-            except InvalidURL as exc:
+            except InvalidProxyURL as exc:
                 log.error("proxy_pass_invalid", reason=str(exc), **error_context(req, url))
                 req.status = 500
                 req.body_bytes_sent = await send_error(send, 500, loc.server_tokens)

@@ -27,14 +27,14 @@ import aiohttp
 
 from pyngx.config.model import LocationConf
 from pyngx.config.values import ProxyPass, parse_proxy_pass
-from pyngx.errors import ConfigError, ConfigValueError, UpstreamError
+from pyngx.errors import ConfigError, ConfigValueError, InvalidProxyURL, UpstreamError
 from pyngx.proxy.headers import RequestHeaderPlan, ResponseHeaderPlan, default_redirect
 from pyngx.request import Request
 from pyngx.responses import server_header
 from pyngx.upstream.groups import Upstream, Upstreams
 from pyngx.variables import Template
 
-__all__ = ["InvalidURL", "ProxyClientRequest", "ProxyPlan", "error_page_codes", "escape_uri"]
+__all__ = ["ProxyClientRequest", "ProxyPlan", "error_page_codes", "escape_uri"]
 
 # nginx's NGX_ESCAPE_URI set (src/core/ngx_string.c): controls, space, "#",
 # "%", "?", DEL and non-ASCII bytes are %-escaped; everything else is kept.
@@ -193,7 +193,7 @@ class ProxyPlan:
             (the URL, split as proxy_pass would split it; its upstream).
 
         Raises:
-            InvalidURL: the URL is invalid (nginx answers 500).
+            InvalidProxyURL: the URL is invalid (nginx answers 500).
             UpstreamError: 502 ``no resolver defined to resolve HOST`` for a
                 host name that is neither an upstream nor an address.
 
@@ -206,11 +206,11 @@ class ProxyPlan:
         url = self.template.render(req)
         low = url[:8].lower()
         if not ((low.startswith("http://") and len(url) > 7) or (low.startswith("https://") and len(url) > 8)):
-            raise InvalidURL(f'invalid URL prefix in "{url}"')
+            raise InvalidProxyURL(f'invalid URL prefix in "{url}"')
         try:
             pp = parse_proxy_pass(url)
         except ConfigValueError as exc:
-            raise InvalidURL(exc.message) from None
+            raise InvalidProxyURL(exc.message) from None
         up = self.upstreams.for_request(pp)
         if up is None:
             raise UpstreamError(502, f"no resolver defined to resolve {pp.host}")
@@ -227,7 +227,3 @@ class ProxyClientRequest(aiohttp.ClientRequest):
         super().update_body_from_data(body, *args, **kwargs)
         if body is None and not had:
             self.headers.pop(aiohttp.hdrs.CONTENT_LENGTH, None)
-
-
-class InvalidURL(Exception):
-    """A proxy_pass URL with variables evaluated to something invalid (500)."""
