@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pyngx.config.values import compile_regex
+from pyngx.config.regex import compile_regex
 from pyngx.errors import ConfigError, ConfigValueError
 from pyngx.request import Request
 from pyngx.variables import CHANGEABLE, VARIABLES, Getter, Template

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
 
 from pyngx import maps
-from pyngx.config.values import compile_regex
+from pyngx.config.regex import compile_regex
 from pyngx.errors import ConfigValueError
 from pyngx.request import Request
 from pyngx.special import REDIRECT_CODES, Finish, Outcome, Respond

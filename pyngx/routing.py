@@ -41,7 +41,7 @@ import string
 from dataclasses import dataclass, field
 
 from pyngx.config.model import Config, LocationConf, ServerConf
-from pyngx.config.values import compile_server_regex
+from pyngx.config.regex import compile_server_regex
 
 # Results of a level search (nginx: NGX_OK, NGX_DONE, NGX_AGAIN, NGX_DECLINED).
 OK, REDIRECT, AGAIN, DECLINED = "ok", "redirect", "again", "declined"

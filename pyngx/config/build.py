@@ -5,7 +5,7 @@ server, location), the table checks in nginx's order (unknown / not
 supported, not allowed here, block shape, arity, duplicate), calling each
 spec's setter, and the parent -> child merge of location-level values
 (nginx's merge_loc_conf). Also the checks nginx makes in directive
-handlers (``_AFTER_SET``: duplicate listen / listen options / default
+handlers (checks.py's ``AFTER_SET``: duplicate listen / listen options / default
 server per address, proxy_pass URI in a regex or named location,
 server_name regexes), the location checks (inside an exact or named
 location, outside its parent, duplicate), and the ``conflicting server
@@ -44,11 +44,13 @@ from pyngx.config.directives import (
     SIF,
     DirectiveSpec,
 )
+from pyngx.config.checks import AFTER_SET, HandlerChecks
 from pyngx.config.model import AccessLog, Config, ErrorLog, HttpConf, LocationConf, ServerConf, SSLConf, UpstreamConf
+from pyngx.config.regex import compile_regex
 from pyngx.config.tree import Directive, Parsed
-from pyngx.config.values import Listen, ProxyPass, compile_regex, compile_server_regex
+from pyngx.config.values import Listen
 from pyngx.errors import ConfigError, ConfigValueError
-# Module imports: pyngx.maps and pyngx.rewrite import pyngx.config.values,
+# Module imports: pyngx.maps and pyngx.rewrite import pyngx.config.regex,
 # which imports this package first.
 from pyngx import maps, rewrite
 from pyngx.variables import Template, declaring
@@ -181,12 +183,11 @@ def build(parsed: Parsed, path: Path) -> Config:
     )
 
 
-class _Builder:
+class _Builder(HandlerChecks):
     def __init__(self, declared: maps.Declared | None = None) -> None:
+        super().__init__()
         #: The config's set/map/capture variables; map blocks are added as they are built.
         self.declared = declared if declared is not None else maps.Declared(())
-        self.warnings: list[str] = []
-        self.addresses: dict[tuple[str, int], _Address] = {}
 
     # -- the walk ----------------------------------------------------------
 
@@ -203,7 +204,7 @@ class _Builder:
             except ConfigValueError as exc:
                 raise ConfigError(exc.message, d.file, d.line) from None
             scope.values[spec.field] = value
-            after = _AFTER_SET.get(d.name)
+            after = AFTER_SET.get(d.name)
             if after is not None:
                 after(self, d, scope, value)
 
@@ -448,102 +449,6 @@ class _Builder:
             **full,
         )
 
-    def check_server_names(self, servers: tuple[ServerConf, ...]) -> None:
-        """Warn about server names that another server on the same address has.
-
-        As nginx, names are compared only on addresses with more than one
-        server; ".x.com" counts as both "x.com" and "*.x.com"; regex names
-        never conflict. The later name is ignored.
-
-        Source: nginx src/http/ngx_http.c, ngx_http_server_names
-        (``conflicting server name "x" on ADDR, ignored``, a [warn] without
-        file and line).
-        """
-        by_address: dict[tuple[str, int], list[tuple[ServerConf, Listen]]] = {}
-        for srv in servers:
-            for lst in srv.listens:
-                by_address.setdefault(lst.address, []).append((srv, lst))
-        for members in by_address.values():
-            if len(members) < 2:
-                continue
-            taken: set[tuple[str, str]] = set()
-            for srv, lst in members:
-                for name in srv.server_names:
-                    keys = _name_keys(name)
-                    if keys & taken:
-                        self.warnings.append(f'conflicting server name "{name}" on {lst}, ignored')
-                    taken |= keys
-
-    def add_listen(self, d: Directive, scope: _Scope, value: tuple[Listen, ...]) -> None:
-        """Register a ``listen``: one per server and address, one default server
-        and one set of socket options per address.
-
-        Raises:
-            ConfigError: ``a duplicate listen ADDR``, ``duplicate listen
-                options for ADDR``, ``a duplicate default server for ADDR``.
-
-        Source: nginx src/http/ngx_http.c, ngx_http_add_addresses, ngx_http_add_server.
-        """
-        lst = value[-1]
-        addr = self.addresses.get(lst.address)
-        if addr is None:
-            self.addresses[lst.address] = _Address({id(scope)}, lst.options, lst.default_server)
-            return
-        if id(scope) in addr.servers:
-            raise ConfigError(f"a duplicate listen {lst}", d.file, d.line)
-        addr.servers.add(id(scope))
-        if lst.options:
-            if addr.options:
-                raise ConfigError(f"duplicate listen options for {lst}", d.file, d.line)
-            addr.options = True
-        if lst.default_server:
-            if addr.default_server:
-                raise ConfigError(f"a duplicate default server for {lst}", d.file, d.line)
-            addr.default_server = True
-
-    def check_proxy_pass(self, d: Directive, scope: _Scope, value: ProxyPass) -> None:
-        """A URI part is an error in a regex or named location (checked where
-        proxy_pass is, as nginx does; enclosing locations do not matter).
-
-        Source: nginx src/http/modules/ngx_http_proxy_module.c, ngx_http_proxy_pass.
-        """
-        if value.uri is not None and (scope.modifier in ("~", "~*", "@") or scope.ctx == LIF):
-            raise ConfigError(
-                '"proxy_pass" cannot have URI part in location given by regular expression, '
-                'or inside named location, or inside "if" statement, or inside "limit_except" block',
-                d.file,
-                d.line,
-            )
-
-    def check_server_name(self, d: Directive, scope: _Scope, value: tuple[str, ...]) -> None:
-        """Compile the ``~regex`` names of this directive, so that a bad one
-        fails here with file and line, as nginx does.
-
-        Source: nginx src/http/ngx_http_core_module.c, ngx_http_core_server_name.
-        """
-        for name in d.args:
-            if name.startswith("~"):
-                try:
-                    compile_server_regex(name)
-                except ConfigValueError as exc:
-                    raise ConfigError(exc.message, d.file, d.line) from None
-
-
-@dataclass
-class _Address:
-    """What one listen address already has: servers (by scope id), options, a default."""
-
-    servers: set[int]
-    options: bool
-    default_server: bool
-
-
-#: Checks that run right after a directive's setter, as nginx's handlers do.
-_AFTER_SET: dict[str, Callable[[_Builder, Directive, _Scope, Any], None]] = {
-    "listen": _Builder.add_listen,
-    "proxy_pass": _Builder.check_proxy_pass,
-    "server_name": _Builder.check_server_name,
-}
 
 #: Blocks with a handler of their own (nginx: ngx_http_rewrite_if, ngx_http_map_block).
 _BLOCK_HANDLERS: dict[str, Callable[[_Builder, Directive, _Scope], None]] = {
@@ -563,19 +468,6 @@ class _PendingIf:
 
 #: Static location kinds: an exact and a prefix location may share a name.
 _STATIC_KINDS = {"=": "exact", "": "prefix", "^~": "prefix"}
-
-
-def _name_keys(name: str) -> set[tuple[str, str]]:
-    """The hash keys a server name occupies (nginx: ngx_hash_add_key, wildcard)."""
-    if name.startswith("~"):
-        return set()
-    if name.startswith("*."):
-        return {("head", name[1:])}
-    if name.startswith("."):
-        return {("exact", name[1:]), ("head", name)}
-    if name.endswith(".*"):
-        return {("tail", name[:-1])}
-    return {("exact", name)}
 
 
 _LOC_FIELD_NAMES = frozenset(s.field for s in LOC_FIELDS)

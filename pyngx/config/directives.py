@@ -478,7 +478,7 @@ def _rewrite_rule(pattern: str, replacement: str, scope: SetterScope, domain: bo
     ngx_http_proxy_redirect, ngx_http_proxy_cookie_domain, ngx_http_proxy_cookie_path.
     """
     from pyngx.config.model import RewriteRule
-    from pyngx.config.values import compile_regex
+    from pyngx.config.regex import compile_regex
 
     if pattern.startswith("~"):
         caseless = domain or pattern.startswith("~*")

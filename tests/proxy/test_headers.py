@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pyngx.config.model import RewriteRule
-from pyngx.config.values import compile_regex
+from pyngx.config.regex import compile_regex
 from pyngx.proxy.headers import RequestHeaderPlan, rewrite, rewrite_cookie
 from pyngx.request import Request
 from pyngx.variables import Template
