@@ -1,9 +1,7 @@
 """Static files: nginx's try-files phase and its static, index and autoindex
 content handlers.
 
-Owns: the file name of a URI (``root``; ``alias`` in prefix and regex
-locations: ngx_http_map_uri_to_path) and the guard that keeps it inside
-its root; ``try_files`` (a file matches: the URI becomes its name; else
+Owns: ``try_files`` (a file matches: the URI becomes its name; else
 "=code", "@name" or an internal redirect); ``serve_static``, the content
 handlers nginx runs for a location without proxy_pass, in its order:
 index (a directory URI's first index file that exists: internal redirect),
@@ -14,7 +12,8 @@ Last-Modified; ETag "mtime-size" in hex; 304, 412, 206 and 416 as decided
 by pyngx.conditional; "Accept-Ranges: bytes" on whole answers. Files are
 opened and sent by pyngx.fileio (threads, chunks).
 
-Input: the request with its location found (app.py's content phase).
+Input: the request with its location found (app.py's content phase); the
+file name of its URI comes from docroot.py (root, alias, the ".." guard).
 Output: None when the answer was sent, else an ``Outcome``: ``Finish``
 (404, 403, 405, 301 with Location, 412, 416, 500) for app.py to answer
 (error_page applies), or a ``Redirect`` (index, try_files).
@@ -39,17 +38,16 @@ opens it.
 from __future__ import annotations
 
 import errno
-import functools
 import itertools
 import os
 import stat
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
-from pathlib import Path
 from typing import Any
 
 from pyngx import autoindex, conditional, fileio
-from pyngx.config.model import DocRoot, LocationConf
+from pyngx.config.model import LocationConf
+from pyngx.docroot import ADD_URI_TO_ALIAS, alias_name, config_base, inside, limit_path, map_uri, root_path
 from pyngx.fileio import err_text, shown
 from pyngx.request import Request
 from pyngx.responses import server_header
@@ -62,72 +60,10 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 _GHP = frozenset({"GET", "HEAD", "POST"})
 # open() errors that mean "not found" (nginx: NGX_ENOENT, NGX_ENOTDIR, NGX_ENAMETOOLONG).
 _NOT_FOUND = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG})
-# A key no variable name can be: try_files matched a file in a regex location
-# with alias, so the URI goes under the alias (nginx: r->add_uri_to_alias).
-_ADD_URI_TO_ALIAS = "try_files: add_uri_to_alias"
 # multipart/byteranges boundaries: 1, 2, ... in each worker process, kept
 # across reloads, as nginx's ngx_next_temp_number counts (nginx's counter
 # is shared by its workers).
 _BOUNDARIES = itertools.count(1)
-
-
-# --- the file name of a URI ---------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=16)
-def _base(config_path: Path) -> str:
-    """The directory relative root and alias paths start from: the main config file's."""
-    return os.path.abspath(config_path.parent)
-
-
-def _root(req: Request, doc: DocRoot, base: str) -> str:
-    """The root or alias path for this request (variables rendered, made absolute)."""
-    path = doc.path.render(req)
-    if not path.startswith("/"):
-        path = os.path.join(base, path)
-    # nginx keeps root without its trailing "/": root + URI has one slash.
-    return path if doc.alias else path.rstrip("/")
-
-
-def _limit(req: Request, doc: DocRoot, root: str, base: str) -> str:
-    """The directory a file name must stay inside: the root or alias path;
-    for an alias with variables in a regex location, its constant start."""
-    if doc.strip >= 0 or doc.path.constant is not None:
-        return root
-    first = doc.path.parts[0] if doc.path.parts else ""
-    text = first if isinstance(first, str) else ""
-    text = text[: text.rfind("/") + 1]
-    return os.path.join(base, text) if text and not text.startswith("/") else text
-
-
-def _inside(path: str, limit: str) -> bool:
-    """``path`` does not leave ``limit`` through a ".." segment (symbolic links are not looked at)."""
-    if "/../" not in path + "/" or not limit:
-        return True
-    top = os.path.normpath(limit)
-    name = os.path.normpath(path)
-    return top == "/" or name == top or name.startswith(top + "/")
-
-
-def map_uri(req: Request, loc: LocationConf, base: str) -> tuple[str, str] | None:
-    """The file name of the request's URI and the directory it must stay in.
-
-    Returns:
-        (file name, limit), or None for an alias in a location whose URI a
-        rewrite changed (nginx then logs an alert and answers 500).
-
-    Source: nginx src/http/ngx_http_core_module.c, ngx_http_map_uri_to_path.
-    """
-    doc = loc.root
-    if doc.alias and not req.valid_location:
-        return None
-    root = _root(req, doc, base)
-    limit = _limit(req, doc, root, base)
-    if not doc.alias:
-        return root + req.uri, limit
-    if doc.strip < 0:  # a regex location: the alias is the whole name
-        return (root + req.uri if req.variables.get(_ADD_URI_TO_ALIAS) else root), limit
-    return root + req.uri[doc.strip :], limit
 
 
 def _alias_alert(req: Request, loc: LocationConf, log: Any) -> Finish:
@@ -164,13 +100,13 @@ async def try_files(rt: Any, req: Request, log: Any) -> Outcome | None:
     tf, doc = loc.try_files, loc.root
     if doc.alias and not req.valid_location:
         return _alias_alert(req, loc, log)
-    base = _base(rt.config.path)
-    root = _root(req, doc, base)
-    limit = _limit(req, doc, root, base)
+    base = config_base(rt.config.path)
+    root = root_path(req, doc, base)
+    limit = limit_path(req, doc, root, base)
     for template, test_dir in tf.files:
-        name = _alias_name(req, doc, template.render(req), template.constant is None)
+        name = alias_name(req, doc, template.render(req), template.constant is None)
         path = root + name
-        if not _inside(path, limit):
+        if not inside(path, limit):
             continue
         try:
             st = await fileio.run(fileio.probe, path)
@@ -185,22 +121,14 @@ async def try_files(rt: Any, req: Request, log: Any) -> Outcome | None:
         elif doc.strip < 0:
             if not test_dir:
                 req.uri = name
-                req.variables[_ADD_URI_TO_ALIAS] = "1"
+                req.variables[ADD_URI_TO_ALIAS] = "1"
         else:
             req.uri = req.uri[: doc.strip] + name
         return None
     if tf.code is not None:
         return Finish(tf.code)
-    target = _alias_name(req, doc, tf.last.render(req), tf.last.constant is None)
+    target = alias_name(req, doc, tf.last.render(req), tf.last.constant is None)
     return internal_redirect(target)  # "@name", or a URI with its own arguments or none (ngx_http_split_args)
-
-
-def _alias_name(req: Request, doc: DocRoot, name: str, has_variables: bool) -> str:
-    """A try_files name with variables loses the location's name under an
-    alias in a prefix location (as nginx: only names with variables)."""
-    if doc.alias and doc.strip > 0 and has_variables and name.startswith(req.uri[: doc.strip]):
-        return name[doc.strip :]
-    return name
 
 
 # --- the content handlers -------------------------------------------------------------
@@ -225,7 +153,7 @@ async def serve_static(rt: Any, req: Request, send: Send, receive: Receive, log:
     """
     loc = req.location
     assert loc is not None
-    base = _base(rt.config.path)
+    base = config_base(rt.config.path)
     if req.uri.endswith("/"):
         if req.method in _GHP:
             out = await _index(req, loc, base, log)
@@ -262,7 +190,7 @@ async def _index(req: Request, loc: LocationConf, base: str, log: Any) -> Outcom
         if name.startswith("/"):
             return Redirect(name, req.args)
         path = directory + name
-        if not _inside(path, limit):
+        if not inside(path, limit):
             continue
         try:
             await fileio.run(fileio.probe, path)
@@ -364,7 +292,7 @@ async def _file(rt: Any, req: Request, loc: LocationConf, base: str, send: Send,
     if mapped is None:
         return _alias_alert(req, loc, log)
     path, limit = mapped
-    if not _inside(path, limit):
+    if not inside(path, limit):
         log.error("outside_root", reason=f'"{shown(path)}" is outside "{shown(limit)}"', **_context(req))
         return Finish(404)
     try:
