@@ -5,7 +5,9 @@ whole on reload, so a request uses one config from start to end), builds
 the ``Request``, picks the server, and runs the phases; what ends them
 (an answer, a status for error_page, an internal redirect); ``return
 444``'s silent close; the 404 when no handler answers. Each request ends
-in one access-log line, with the conf it ended in.
+in one access-log line, with the conf it ended in. A request's state on
+its way is a ``pyngx.flow.Flow``, which also makes the ``return`` answer
+and nginx's own pages.
 
 The phases, as nginx runs them (ngx_http_core_module's phase engine)::
 
@@ -57,10 +59,11 @@ from pyngx.asgi import KeptBody, close_connection
 from pyngx.config.model import Config, LocationConf
 from pyngx.errors import SpecialResponse
 from pyngx.filters import ResponseFilter, body_too_large, send_too_large
+from pyngx.flow import SENT, Flow, Sent
 from pyngx.proxy.http import proxy_http
 from pyngx.proxy.websocket import proxy_websocket
 from pyngx.request import BadURI, Request, normalize_uri
-from pyngx.responses import absolute_url, send_error, send_simple, server_header
+from pyngx.responses import send_error, send_simple
 from pyngx.rewrite import run_script
 from pyngx.special import REDIRECT_CODES, ErrorPage, Finish, Outcome, Redirect, Respond
 from pyngx.special import internal_redirect as internal_redirect  # for content handlers (try_files)
@@ -230,24 +233,24 @@ class App:
                           client=req.remote_addr, server=req.host)
             rt.access.log(srv.conf.access_log, req)
             return
-        await self.phases(_Flow(rt, req, scope, receive, raw_send, filtered, websocket, quoted))
+        await self.phases(Flow(rt, req, scope, receive, raw_send, filtered, websocket, quoted))
         rt.access.log((req.location or srv.conf).access_log, req)
 
     # -- the phases -----------------------------------------------------------------
 
-    async def phases(self, f: _Flow) -> None:
+    async def phases(self, f: Flow) -> None:
         """Run the request through the phases (see the module doc) and finish
         it: answer, error_page, internal redirects, until an answer is out."""
         real_ip(f.req, f.srv.conf)  # post-read phase: the server level's realip
         outcome = await self.run_phases(f, _SERVER_REWRITE)
-        while not isinstance(outcome, _Sent):
+        while not isinstance(outcome, Sent):
             outcome = await self.finish(f, outcome)
 
-    async def run_phases(self, f: _Flow, start: str) -> Outcome | _Sent:
+    async def run_phases(self, f: Flow, start: str) -> Outcome | Sent:
         """One pass from ``start`` (server rewrite, or location rewrite for a
         named location) to the content phase; returns what ended it."""
         req, srv = f.req, f.srv
-        out: Outcome | _Sent | None
+        out: Outcome | Sent | None
         if start == _SERVER_REWRITE:
             req.location = srv.conf
             out = self.script(srv.conf, req)
@@ -288,7 +291,7 @@ class App:
                 self.log.info("rewrite", nginx_level="notice", reason=message, **_context(req))
         return run_script(conf.script, req, log)
 
-    async def find_location(self, f: _Flow) -> Outcome | _Sent | None:
+    async def find_location(self, f: Flow) -> Outcome | Sent | None:
         """nginx's find-config phase: the location for the URI, then the
         checks nginx makes there (internal, client_max_body_size, auto-redirect).
 
@@ -306,13 +309,13 @@ class App:
             return Finish(404)
         if body_too_large(req, loc):  # client_max_body_size, before any handler
             await send_too_large(req, f.send, self.log)
-            return _SENT
+            return SENT
         if rc == REDIRECT:
             # auto_redirect: a location "/x/" with proxy_pass answers "/x" with a 301.
             return Finish(301, loc.name if not req.args else f"{req.uri}/?{req.args}")
         return None
 
-    def uri_change(self, f: _Flow, what: str) -> Finish | None:
+    def uri_change(self, f: Flow, what: str) -> Finish | None:
         """Count a URI change (rewrite, internal redirect): the 11th is a 500.
 
         Source: nginx src/http/ngx_http_core_module.c (NGX_HTTP_MAX_URI_CHANGES).
@@ -323,7 +326,7 @@ class App:
         self.log.error("rewrite_cycle", reason=f"rewrite or internal redirection cycle {what}", **_context(f.req))
         return Finish(500)
 
-    async def content(self, f: _Flow) -> Outcome | _Sent:
+    async def content(self, f: Flow) -> Outcome | Sent:
         """The try-files and content phases: proxy_pass, or static files.
 
         A handler returns None when it sent the answer, or an ``Outcome``.
@@ -346,36 +349,36 @@ class App:
                 if exc.close:  # client_body_timeout: nginx closes unanswered, 408 in the log
                     req.status = exc.status
                     await close_connection(f.raw_send)
-                    return _SENT
+                    return SENT
                 return Finish(exc.status, headers=tuple(exc.headers))
-            return _SENT
+            return SENT
         # -- static files (pyngx.static): index, autoindex, the file under root or alias;
         #    None when it answered, else an Outcome (Finish(404), an index's internal redirect).
         out = await serve_static(f.rt, req, f.send, f.receive, self.log, f.err_status)
-        return _SENT if out is None else out
+        return SENT if out is None else out
 
     # -- the end of a pass: answers, error_page, internal redirects ------------------
 
-    async def finish(self, f: _Flow, outcome: Outcome) -> Outcome | _Sent:
+    async def finish(self, f: Flow, outcome: Outcome) -> Outcome | Sent:
         """Act on what ended a pass of the phases."""
         if isinstance(outcome, Redirect):
             return await self.redirect(f, outcome)
         if isinstance(outcome, Respond):
-            await self.respond(f, outcome)
-            return _SENT
+            await f.respond(outcome)
+            return SENT
         if outcome.status == 444:
             f.req.status = 444
             await close_connection(f.raw_send)
-            return _SENT
+            return SENT
         if outcome.location is not None:
             f.location = outcome.location  # it stays on the answer, as nginx's headers_out.location
         page = self.error_page(f, outcome.status)
         if page is None:
-            await self.special(f, outcome.status, outcome.headers)
-            return _SENT
+            await f.special(outcome.status, outcome.headers)
+            return SENT
         return await self.send_error_page(f, page)
 
-    def error_page(self, f: _Flow, status: int) -> ErrorPage | None:
+    def error_page(self, f: Flow, status: int) -> ErrorPage | None:
         """The current conf's error_page for ``status``, if one may act now.
 
         Without ``recursive_error_pages``, a location's error_page acts once
@@ -392,7 +395,7 @@ class App:
             f.error_page_done = True
         return next((p for p in conf.error_page if p.code == status), None)
 
-    async def send_error_page(self, f: _Flow, page: ErrorPage) -> Outcome | _Sent:
+    async def send_error_page(self, f: Flow, page: ErrorPage) -> Outcome | Sent:
         """Follow an error_page: an internal redirect (a GET unless HEAD), or a
         redirect of the client to a URL (302, or the "=" code if a redirect one).
 
@@ -409,10 +412,10 @@ class App:
         if page.overwrite not in REDIRECT_CODES:
             f.err_status = 302
         f.location = target
-        await self.special(f, f.err_status)
-        return _SENT
+        await f.special(f.err_status)
+        return SENT
 
-    async def redirect(self, f: _Flow, to: Redirect) -> Outcome | _Sent:
+    async def redirect(self, f: Flow, to: Redirect) -> Outcome | Sent:
         """Run the phases again for ``to``: from server rewrite with the new
         URI and args, or from location rewrite in the named location "@name".
 
@@ -443,97 +446,9 @@ class App:
             f.receive.rewind()
         return await self.run_phases(f, _SERVER_REWRITE)
 
-    async def respond(self, f: _Flow, out: Respond) -> None:
-        """``return code text`` (nginx: ngx_http_send_response): the text with
-        Content-Type default_type; a 204 has neither Content-Type nor Content-Length."""
-        req, loc = f.req, f.req.location
-        assert loc is not None
-        status = f.err_status or out.status
-        body = out.body.encode()
-        headers = [(b"server", server_header(loc.server_tokens))]
-        if status != 204:
-            headers += [(b"content-type", loc.default_type.encode()), (b"content-length", str(len(body)).encode())]
-        if f.location is not None:
-            headers.append((b"location", _location(req, f.location)))
-        req.status = status
-        await f.send({"type": "http.response.start", "status": status, "headers": headers})
-        await f.send({"type": "http.response.body", "body": body if status != 204 else b"", "more_body": False})
-        req.body_bytes_sent = len(body) if status != 204 else 0
-
-    async def special(self, f: _Flow, status: int, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
-        """nginx's own page for ``status`` (with Location for a redirect)."""
-        req, loc = f.req, f.req.location
-        assert loc is not None
-        extra = list(headers)
-        if f.location is not None:
-            extra.append((b"location", _location(req, f.location)))
-        req.status = status
-        req.body_bytes_sent = await send_error(f.send, status, loc.server_tokens, extra)
-
 
 #: Phases a pass can start from.
 _SERVER_REWRITE, _LOCATION_REWRITE = "server rewrite", "location rewrite"
-
-
-class _Sent:
-    """The answer is out: nothing more to do but log."""
-
-
-_SENT = _Sent()
-
-
-class _Flow:
-    """One request on its way through the phases: what nginx keeps in the
-    request beyond its variables (ngx_http_request_t's phase state).
-
-    Attributes:
-        uri_changes: URI changes left before "rewrite or internal
-            redirection cycle" (nginx: NGX_HTTP_MAX_URI_CHANGES + 1).
-        err_status: the status an error_page answer keeps (nginx: r->err_status; 0: none).
-        error_page_done: an error_page acted (without recursive_error_pages).
-        location: a redirect's Location, which stays on later answers.
-    """
-
-    __slots__ = ("rt", "req", "srv", "scope", "receive", "raw_send", "send", "websocket", "quoted",
-                 "uri_changes", "error_page_done", "location")
-
-    def __init__(self, rt: Runtime, req: Request, scope: Scope, receive: Receive, raw_send: Send,
-                 send: ResponseFilter, websocket: bool, quoted: bool) -> None:
-        self.rt = rt
-        self.req = req
-        assert req.server is not None
-        self.srv = req.server
-        self.scope = scope
-        # A body read before an internal redirect is read again after it.
-        self.receive: Receive = receive if websocket else KeptBody(receive)
-        self.raw_send = raw_send
-        self.send = send
-        self.websocket = websocket
-        self.quoted = quoted
-        self.uri_changes = 11
-        self.error_page_done = False
-        self.location: str | None = None
-
-    @property
-    def err_status(self) -> int:
-        return self.send.err_status
-
-    @err_status.setter
-    def err_status(self, status: int) -> None:
-        self.send.err_status = status
-
-
-# Control characters cannot go into a header field (h11 refuses them).
-_CONTROL = {c: f"%{c:02X}" for c in (*range(0x20), 0x7F)}
-
-
-def _location(req: Request, url: str) -> bytes:
-    """The Location field: made absolute as nginx does, as UTF-8 bytes.
-
-    Differs from nginx: control characters (from a decoded capture, say)
-    are %-escaped; nginx would send them as they are.
-    """
-    return absolute_url(req, url).translate(_CONTROL).encode("utf-8", "surrogateescape")
 
 
 def _context(req: Request) -> dict[str, str]:
