@@ -13,7 +13,7 @@ revisions (``--base REV``) is then a matter of one run.
 A WebSocket figure is the instructions over the messages of the client's
 timed window: ws_load.py zeroes and dumps the counters itself, after its
 handshakes and before its closes (with 100 connections under callgrind
-the handshakes would otherwise outweigh the ~1,000 messages of 4 s).
+the handshakes would otherwise outweigh the ~1,000 messages of a 4 s load).
 
 What it does not see: the kernel's side (socket copies, page faults),
 the CPU's caches and the time spent waiting. A large copy counts once per

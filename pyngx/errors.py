@@ -11,8 +11,9 @@
      +-- SpecialResponse    a status handed to error_page (proxy_intercept_errors)
      +-- ClientError        the client misbehaved: 400 Bad Request, 413, 499
 
-No module outside this one defines an exception that crosses a module
-boundary; everything else raises one of these.
+Meant: no module outside this one defines an exception that crosses a
+module boundary; everything else raises one of these. One exception to
+mend: request.py's ``BadURI``, which app.py catches.
 """
 
 from __future__ import annotations

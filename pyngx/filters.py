@@ -10,7 +10,7 @@ Content-Length (``body_too_large``, ``send_too_large``).
 
 Input: a ``Request`` whose ``location`` (or ``server``) is set by routing;
 ASGI messages. Output: ASGI messages with the fields added.
-Must not: route, proxy, or read request bodies (proxy/http.py counts the
+Must not: route, proxy, or read request bodies (proxy/body.py counts the
 bytes of bodies without a Content-Length).
 
 Source: nginx docs: ngx_http_headers_module (add_header);
@@ -138,7 +138,7 @@ def body_too_large(req: Request, loc: LocationConf) -> bool:
     nginx checks this when it has found the location, before any handler,
     so ``return`` in that location answers 413 too (a server-level
     ``return`` runs before and does not). A body without Content-Length is
-    counted while it streams (proxy/http.py).
+    counted while it streams (proxy/body.py).
 
     Source: nginx src/http/ngx_http_core_module.c, ngx_http_core_find_config_handler.
     """

@@ -1,9 +1,9 @@
-"""Serving one process: listen sockets, Hypercorn, signals, reload, pid file.
+"""Serving one process: Hypercorn, signals, reload, pid file.
 
-Owns: one ``pyngx.listener.Listener`` per listen socket (the sockets are
-sockets.py's) (so that a reload can open
+Owns: one ``pyngx.listener.Listener`` per listen socket (the sockets
+themselves are sockets.py's), so that a reload can open
 new addresses and drain removed ones while unchanged ones keep their
-sockets; its TLS / HTTP/2 plan comes from ``pyngx.tls.build`` and is
+sockets (each listener's TLS / HTTP/2 plan comes from ``pyngx.tls.build`` and is
 renewed on reload), the signal handlers,
 config reload (SIGHUP and file watching), the pid file and its lock,
 systemd notification, and ``daemon on``.

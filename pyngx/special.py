@@ -8,7 +8,7 @@ Owns: the outcomes a phase, a script or a content handler ends with:
 directive, with its parser.
 
 Input: directive arguments at load time. Output: frozen values app.py acts on.
-Must not: send anything or run phases (app.py does).
+Must not: send anything or run phases (app.py and flow.py do).
 
 Source: nginx src/http/ngx_http_special_response.c
 (ngx_http_special_response_handler, ngx_http_send_error_page);

@@ -4,12 +4,10 @@ Owns: the walk over parsed directives with a context (main, events, http,
 server, location), the table checks in nginx's order (unknown / not
 supported, not allowed here, block shape, arity, duplicate), calling each
 spec's setter, and the parent -> child merge of location-level values
-(nginx's merge_loc_conf). Also the checks nginx makes in directive
-handlers (checks.py's ``AFTER_SET``: duplicate listen / listen options / default
-server per address, proxy_pass URI in a regex or named location,
-server_name regexes), the location checks (inside an exact or named
-location, outside its parent, duplicate), and the ``conflicting server
-name`` warnings.
+(nginx's merge_loc_conf), and the location checks (inside an exact or
+named location, outside its parent, duplicate). It runs the checks nginx
+makes in directive handlers and the ``conflicting server name``
+warnings, which are checks.py's (``AFTER_SET``, ``HandlerChecks``).
 
 Input: ``Parsed`` from parse.py (in this process or a child's, child.py). Output: ``Config``.
 Must not: do network I/O or build runtime objects (runtime.py does).

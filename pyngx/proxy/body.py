@@ -10,6 +10,7 @@ the event loop's one ``Sweep`` timer, and which requests carry a body
 (``small_body_length``).
 
 Input: the request's ASGI receive and its location's ``ProxyPlan``.
+Output: body chunks for aiohttp; the reason a proxy task was aborted.
 Must not: talk to the upstream or answer the client (proxy/http.py does).
 
 Source: nginx docs: ngx_http_core_module (client_max_body_size,
@@ -262,7 +263,10 @@ class RequestBody:
 def has_body(req: Request) -> bool:
     """The client sends a body: framed by Transfer-Encoding or a Content-Length
     other than 0, or, over HTTP/2 (whose bodies need neither field), with a
-    method that may carry one."""
+    method that may carry one.
+
+    Source: RFC 9112 6.3 (message body length); RFC 9113 8.1.
+    """
     te = req.header_map.get("transfer-encoding")
     if te is not None:
         return True

@@ -56,17 +56,28 @@ def upstream_error(exc: BaseException, phase: str) -> UpstreamError:
     return UpstreamError(502, f"{exc.__class__.__name__}: {exc} while {phase}")
 
 
-
-
 def failure_kind(err: UpstreamError) -> str:
-    """The proxy_next_upstream case a failure is: timeout, invalid_header or error."""
+    """The proxy_next_upstream case a failure is.
+
+    Returns:
+        "timeout" (504), "invalid_header" (an invalid answer) or "error".
+
+    Source: nginx docs: ngx_http_proxy_module, proxy_next_upstream.
+    """
     if err.status == 504:
         return "timeout"
     return "invalid_header" if "invalid header" in err.reason else "error"
 
 
 def error_context(req: Request, url: str | URL) -> dict[str, str]:
-    """The context fields of an error-log line about a request to ``url``."""
+    """The context fields of an error-log line about a request to ``url``.
+
+    Returns:
+        {"client", "server", "request", "upstream", "host"} as nginx's
+        error log appends them ("client: ..., server: ...").
+
+    Source: nginx src/http/ngx_http_request.c, ngx_http_log_error_handler.
+    """
     return {
         "client": req.remote_addr,
         "server": req.server.server_names[0] if req.server is not None and req.server.server_names else "",

@@ -16,7 +16,7 @@ or error's status), ``req.body_bytes_sent`` (message payload bytes sent to
 the client), ``$upstream_response_time`` (the upstream connection's whole
 life) and ``$request_time`` (the session's duration).
 Must not: parse config, pick servers or locations, or own sessions or
-connection pools (the handshake borrows the worker's connector).
+connection pools.
 
 Shape of one connection::
 

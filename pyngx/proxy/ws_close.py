@@ -1,10 +1,11 @@
 """WebSocket close codes across the two hops of a relay.
 
-Owns: the close codes pyngx sends itself (RFC 6455 7.4), ``wire_code``
+Owns: the close codes pyngx sends or reads (RFC 6455 7.4), ``wire_code``
 (which code a received close may be passed on with), and
 ``install_hypercorn_close_fix`` (so that Hypercorn reports the client's
 close code and reason to the app; proxy/websocket.py installs it).
 
+Input: codes received in close frames or disconnect events. Output: codes to send.
 Must not: relay messages or decide when a relay ends (proxy/websocket.py).
 
 Source: RFC 6455 (5.5.1 closing handshake, 7.4 status codes).

@@ -5,8 +5,9 @@ by the upstream's balancer, the next one tried as proxy_next_upstream
 allows, nginx's 502/504 when none answers, ``$upstream_*`` per try),
 the handshake rule (``HANDSHAKE_FIELDS``: which request fields the
 WebSocket client library sets), a refusal's answer streamed to the
-client as it came, and the fields of the 101 the client gets
-(``accept_headers``).
+client as it came, the fields of the 101 the client gets
+(``accept_headers``), and the relay's limits the handshake sets
+(``MAX_MESSAGE_SIZE``, ``CLOSE_TIMEOUT``).
 
 Input: a ``Request`` of a websocket scope, its location's ``ProxyPlan``,
 the worker's upstream sessions, the scope's ASGI send.
