@@ -70,23 +70,24 @@ def load(procs: Procs, t: Target, case: str, seconds: float, edges: tuple[str, s
 
     ``edges``: commands run right before and after the load (a WebSocket
     load runs them itself, between its handshakes and its closes)."""
-    if edges is not None and case not in ("ws1", "ws100"):
-        subprocess.run(shlex.split(edges[0]), capture_output=True, timeout=120, check=True)
-        units = load(procs, t, case, seconds)
-        subprocess.run(shlex.split(edges[1]), capture_output=True, timeout=120, check=True)
-        return units
-    url = f"http://127.0.0.1:{t.port}"
-    if case == "13b":
-        return wrk(procs, url + "/13", 32, seconds).requests
-    if case == "1m":
-        return wrk(procs, url + "/files/1m", 8, seconds).requests
-    if case in ("upload", "download"):
-        curl_transfer(procs, t, TRANSFER, case == "upload")
-        return 1
-    if case in ("ws1", "ws100"):
+    if case.startswith("ws"):
         r = ws_echo(procs, Target(t.name, t.port, t.port, t.port, None), int(case[2:]), seconds, edges)
         return r.rate * seconds
-    raise ValueError(case)
+    if edges is not None:
+        subprocess.run(shlex.split(edges[0]), capture_output=True, timeout=120, check=True)
+    url = f"http://127.0.0.1:{t.port}"
+    if case == "13b":
+        units = wrk(procs, url + "/13", 32, seconds).requests
+    elif case == "1m":
+        units = wrk(procs, url + "/files/1m", 8, seconds).requests
+    elif case in ("upload", "download"):
+        curl_transfer(procs, t, TRANSFER, case == "upload")
+        units = 1
+    else:
+        raise ValueError(case)
+    if edges is not None:
+        subprocess.run(shlex.split(edges[1]), capture_output=True, timeout=120, check=True)
+    return units
 
 
 def dumps(tmp: Path, t: Target) -> list[str]:
